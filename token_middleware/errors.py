@@ -1,0 +1,226 @@
+"""One exception tree for everything token-middleware refuses, mapped onto RFC 6750.
+
+Callers catch at the level they care about::
+
+    TokenMiddlewareError
+    ├── ConfigurationError              bad settings: raised at start-up, never per request
+    └── BearerError                     an HTTP answer: status_code, error, description
+        ├── MissingToken                401, plain ``Bearer realm="…"`` challenge, no error code
+        ├── InvalidRequest              400 invalid_request (malformed Authorization header)
+        ├── InvalidToken                401 invalid_token
+        │   ├── TokenTooLarge, MalformedToken, UnsupportedSerialization
+        │   ├── InvalidHeader, DisallowedAlgorithm, CriticalHeader, InvalidType
+        │   ├── UnknownKey, InvalidSignature
+        │   └── InvalidClaim (.claim)
+        │       ├── MissingClaim, ExpiredToken, NotYetValid, IssuedInFuture
+        │       └── InvalidIssuer, InvalidAudience
+        ├── InsufficientScope           403 insufficient_scope, ``scope="…"`` in the challenge
+        └── KeysUnavailable             503 with Retry-After: the keys cannot be had at all
+
+Every ``description`` is short and safe to show a client: it never contains the token, a key, or
+a stack trace. Errors build their own ``WWW-Authenticate`` header; adapters only serialise them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class TokenMiddlewareError(Exception):
+    """Base class of every exception raised by token-middleware."""
+
+
+class ConfigurationError(TokenMiddlewareError, ValueError):
+    """Invalid settings. Raised when the app starts, with a message that names the fix.
+
+    ``setting`` is the configuration NAME at fault (``"ISSUER"``), when there is one.
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+def _quote(value: str) -> str:
+    # RFC 7235 quoted-string: escape backslash and double quote; drop control characters.
+    cleaned = "".join(ch for ch in value if ch >= " " and ch != "\x7f")
+    return '"' + cleaned.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class BearerError(TokenMiddlewareError):
+    """A refusal that becomes an HTTP response (RFC 6750 §3)."""
+
+    status_code: int = 401
+    error: str | None = None
+    default_description: str = ""
+
+    def __init__(self, description: str | None = None) -> None:
+        self.description = description if description is not None else self.default_description
+        super().__init__(self.description)
+
+    def www_authenticate(self, realm: str) -> str | None:
+        """The ``WWW-Authenticate`` value for this error, or ``None`` when it has none."""
+        params = [f"realm={_quote(realm)}"]
+        if self.error:
+            params.append(f"error={_quote(self.error)}")
+            if self.description:
+                params.append(f"error_description={_quote(self.description)}")
+        params.extend(self._extra_params())
+        return "Bearer " + ", ".join(params)
+
+    def _extra_params(self) -> list[str]:
+        return []
+
+    def headers(self, realm: str) -> list[tuple[str, str]]:
+        """Response headers: the challenge, and ``Retry-After`` where it applies."""
+        challenge = self.www_authenticate(realm)
+        return [("WWW-Authenticate", challenge)] if challenge else []
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON body: ``{"error": …, "error_description": …}``."""
+        body = {"error": self.error or "unauthorized"}
+        if self.description:
+            body["error_description"] = self.description
+        return body
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description!r})"
+
+
+class MissingToken(BearerError):
+    """No bearer credentials on a request that needs them (RFC 6750 §3.1: no error code)."""
+
+    status_code = 401
+    error = None
+    default_description = "an access token is required"
+
+
+class InvalidRequest(BearerError):
+    """The request is malformed: wrong ``Authorization`` syntax, two tokens, an empty token."""
+
+    status_code = 400
+    error = "invalid_request"
+    default_description = "malformed Authorization header"
+
+
+class InvalidToken(BearerError):
+    """The token is expired, revoked, malformed or invalid for other reasons."""
+
+    status_code = 401
+    error = "invalid_token"
+    default_description = "the access token is invalid"
+
+
+class TokenTooLarge(InvalidToken):
+    default_description = "the access token is too large"
+
+
+class MalformedToken(InvalidToken):
+    default_description = "the access token is not a well-formed JWT"
+
+
+class UnsupportedSerialization(MalformedToken):
+    """JWE, JSON serialization or unencoded payloads (``b64: false``): compact JWS only."""
+
+    default_description = "only compact JWS access tokens are accepted"
+
+
+class InvalidHeader(InvalidToken):
+    default_description = "the token header is invalid"
+
+
+class DisallowedAlgorithm(InvalidHeader):
+    default_description = "the token's signing algorithm is not allowed"
+
+
+class CriticalHeader(InvalidHeader):
+    default_description = "the token has critical header parameters that are not supported"
+
+
+class InvalidType(InvalidHeader):
+    default_description = "the token is not an access token (typ)"
+
+
+class UnknownKey(InvalidToken):
+    default_description = "the token was signed with an unknown key"
+
+
+class InvalidSignature(InvalidToken):
+    default_description = "the token signature is invalid"
+
+
+class InvalidClaim(InvalidToken):
+    """A claim is missing, of the wrong type, or has a value we refuse. ``claim`` names it."""
+
+    default_description = "a token claim is invalid"
+
+    def __init__(self, description: str | None = None, *, claim: str | None = None) -> None:
+        super().__init__(description)
+        self.claim = claim
+
+
+class MissingClaim(InvalidClaim):
+    default_description = "a required claim is missing"
+
+
+class ExpiredToken(InvalidClaim):
+    default_description = "the access token has expired"
+
+
+class NotYetValid(InvalidClaim):
+    default_description = "the access token is not valid yet"
+
+
+class IssuedInFuture(InvalidClaim):
+    default_description = "the access token was issued in the future"
+
+
+class InvalidIssuer(InvalidClaim):
+    default_description = "the token issuer is not trusted"
+
+
+class InvalidAudience(InvalidClaim):
+    default_description = "the token is not meant for this service"
+
+
+class InsufficientScope(BearerError):
+    """The token is valid but lacks the scopes the view needs (RFC 6750 §3.1)."""
+
+    status_code = 403
+    error = "insufficient_scope"
+    default_description = "the access token lacks the required scope"
+
+    def __init__(
+        self, required: Iterable[str], description: str | None = None, *, any_of: bool = False
+    ) -> None:
+        self.required: tuple[str, ...] = tuple(required)
+        self.any_of = any_of
+        if description is None:
+            joined = " ".join(self.required)
+            description = (
+                f"one of these scopes is required: {joined}"
+                if any_of and len(self.required) > 1
+                else f"required scope: {joined}"
+            )
+        super().__init__(description)
+
+    def _extra_params(self) -> list[str]:
+        return [f"scope={_quote(' '.join(self.required))}"] if self.required else []
+
+
+class KeysUnavailable(BearerError):
+    """The verification keys cannot be obtained at all: a server error (503), never a 401."""
+
+    status_code = 503
+    error = "temporarily_unavailable"
+    default_description = "the token signing keys are unavailable, retry shortly"
+
+    def __init__(self, description: str | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(description)
+        self.retry_after = max(1, int(retry_after))
+
+    def www_authenticate(self, realm: str) -> str | None:
+        return None
+
+    def headers(self, realm: str) -> list[tuple[str, str]]:
+        return [("Retry-After", str(self.retry_after))]

@@ -1,0 +1,429 @@
+"""Verification keys: where they come from, how they are cached, and how one is chosen.
+
+Trusted: only the configured source — a static file (``PUBLIC_KEYS``: PEM, JWK or JWKS) or the
+JWKS at ``JWKS_URL`` (or at the ``jwks_uri`` of ``<ISSUER>/.well-known/openid-configuration``,
+whose ``issuer`` must equal the configured one). A token's own ``jku``, ``x5u``, ``jwk`` or
+``x5c`` header is never fetched or trusted: a token only *selects* a key, by ``kid`` and ``alg``.
+
+Keys are prepared once per key set (python-jose key objects, built in :mod:`._jose`) and
+indexed by ``(kid, alg)``. A key is usable only for the algorithms its type allows (RSA → RS*,
+EC P-256 → ES256, P-384 → ES384, P-521 → ES512, oct → HS*) that are also in ``ALGORITHMS``.
+
+The remote source:
+
+* caches a key set for ``JWKS_CACHE_SECONDS``; a ``Cache-Control: max-age`` between
+  ``JWKS_MIN_REFRESH_SECONDS`` and that may shorten it;
+* refetches at most once per ``JWKS_MIN_REFRESH_SECONDS`` for an unknown ``kid``; concurrent
+  threads share that one fetch (single-flight);
+* keeps the last good key set when a fetch fails or returns nothing usable;
+* bounds every fetch by ``HTTP_TIMEOUT`` (a whole-response deadline, not only per read) and by
+  a size limit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import _jose
+from .errors import ConfigurationError, KeysUnavailable, UnknownKey
+
+log = logging.getLogger("token_middleware.keys")
+
+MAX_JWKS_BYTES = 512 * 1024
+MAX_KEYS = 100
+
+_EC_CURVE_ALG = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+
+
+@dataclass(frozen=True, eq=False)
+class VerificationKey:
+    """A prepared key, usable for exactly one algorithm."""
+
+    kid: str | None
+    alg: str
+    key: _jose.JoseKey
+
+    def __repr__(self) -> str:
+        return f"VerificationKey(kid={self.kid!r}, alg={self.alg!r})"
+
+
+def _algorithms_for_jwk(jwk: Mapping[str, Any], allowed: Iterable[str]) -> list[str]:
+    kty = jwk.get("kty")
+    if kty == "RSA":
+        candidates = ["RS256", "RS384", "RS512"]
+    elif kty == "EC":
+        crv_alg = _EC_CURVE_ALG.get(jwk.get("crv"))  # type: ignore[arg-type]
+        candidates = [crv_alg] if crv_alg else []
+    elif kty == "oct":
+        candidates = ["HS256", "HS384", "HS512"]
+    else:
+        candidates = []
+    declared = jwk.get("alg")
+    if declared is not None:
+        candidates = [a for a in candidates if a == declared]
+    allowed_set = set(allowed)
+    return [a for a in candidates if a in allowed_set]
+
+
+class KeySet:
+    """An immutable set of prepared keys, indexed by ``(kid, alg)``."""
+
+    def __init__(self, keys: Iterable[VerificationKey]) -> None:
+        self.keys: tuple[VerificationKey, ...] = tuple(keys)
+        index: dict[tuple[str | None, str], list[VerificationKey]] = {}
+        by_alg: dict[str, list[VerificationKey]] = {}
+        for vk in self.keys:
+            index.setdefault((vk.kid, vk.alg), []).append(vk)
+            by_alg.setdefault(vk.alg, []).append(vk)
+        self._index = {k: tuple(v) for k, v in index.items()}
+        self._by_alg = {k: tuple(v) for k, v in by_alg.items()}
+        self._members = frozenset(id(vk) for vk in self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def kids(self) -> frozenset[str]:
+        return frozenset(vk.kid for vk in self.keys if vk.kid is not None)
+
+    def find(self, kid: str | None, alg: str) -> tuple[VerificationKey, ...]:
+        """Candidates for a token: by ``kid`` when it has one, else every key for ``alg``."""
+        if kid is None:
+            return self._by_alg.get(alg, ())
+        return self._index.get((kid, alg), ())
+
+    def contains(self, key: VerificationKey) -> bool:
+        return id(key) in self._members
+
+    @classmethod
+    def from_jwks(cls, document: Any, algorithms: Iterable[str]) -> KeySet:
+        """Keys from a JWKS document (``{"keys": [...]}``) or a single JWK.
+
+        Keys that are not for signatures, of an unknown type, or for no allowed algorithm are
+        skipped; a document that is not a JWKS raises ``ValueError``.
+        """
+        if isinstance(document, Mapping) and "keys" in document:
+            entries = document["keys"]
+        elif isinstance(document, Mapping) and "kty" in document:
+            entries = [document]
+        else:
+            raise ValueError("not a JWK or JWKS document")
+        if not isinstance(entries, list):
+            raise ValueError("'keys' is not a list")
+        algs = tuple(algorithms)
+        keys: list[VerificationKey] = []
+        for jwk in entries[:MAX_KEYS]:
+            if not isinstance(jwk, Mapping):
+                continue
+            if jwk.get("use", "sig") != "sig":
+                continue
+            kid = jwk.get("kid")
+            if kid is not None and not isinstance(kid, str):
+                continue
+            for alg in _algorithms_for_jwk(jwk, algs):
+                try:
+                    keys.append(VerificationKey(kid, alg, _jose.build_key(jwk, alg)))
+                except ConfigurationError as exc:
+                    log.warning("skipping unusable key kid=%r alg=%s: %s", kid, alg, exc)
+        return cls(keys)
+
+    @classmethod
+    def from_pem(cls, pem: str | bytes, algorithms: Iterable[str], kid: str | None = None) -> KeySet:
+        """Keys from PEM text (public keys, certificates or private keys; one or more blocks)."""
+        text = pem.decode() if isinstance(pem, bytes) else pem
+        blocks = re.findall(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", text, re.S)
+        if not blocks:
+            raise ValueError("no PEM block found")
+        keys: list[VerificationKey] = []
+        for match in re.finditer(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", text, re.S):
+            block = match.group(0)
+            for alg in algorithms:
+                if alg.startswith("HS"):
+                    continue
+                try:
+                    keys.append(VerificationKey(kid, alg, _jose.build_key(block, alg)))
+                except ConfigurationError:
+                    continue
+        # An EC key builds for every ES* in jose; keep only the algorithm matching its curve.
+        return cls(k for k in keys if _pem_alg_matches(k))
+
+
+def _pem_alg_matches(vk: VerificationKey) -> bool:
+    prepared = getattr(vk.key, "prepared_key", None)
+    curve = getattr(prepared, "curve", None)
+    if vk.alg.startswith("ES"):
+        return curve is not None and _EC_CURVE_ALG.get(
+            {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(curve.name, "")
+        ) == vk.alg
+    if vk.alg.startswith("RS"):
+        return curve is None
+    return True
+
+
+def load_key_file(path: str, algorithms: Iterable[str]) -> KeySet:
+    """A :class:`KeySet` from a PEM, JWK or JWKS file. Raises :class:`ConfigurationError`."""
+    algs = tuple(algorithms)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_JWKS_BYTES + 1)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read PUBLIC_KEYS file {path!r}: {exc.strerror}", setting="PUBLIC_KEYS") from None
+    try:
+        if data.lstrip().startswith(b"{"):
+            keyset = KeySet.from_jwks(json.loads(data), algs)
+        else:
+            keyset = KeySet.from_pem(data, algs)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"PUBLIC_KEYS file {path!r} is not a PEM, JWK or JWKS file: {exc}", setting="PUBLIC_KEYS"
+        ) from None
+    if not keyset:
+        raise ConfigurationError(
+            f"PUBLIC_KEYS file {path!r} has no key usable with ALGORITHMS={','.join(algs)}",
+            setting="PUBLIC_KEYS",
+        )
+    return keyset
+
+
+class KeySource(Protocol):
+    """Where the validator gets keys from."""
+
+    def find(self, kid: str | None, alg: str) -> tuple[VerificationKey, ...]:
+        """Candidate keys; raises :class:`UnknownKey` or :class:`KeysUnavailable`."""
+        ...
+
+    def contains(self, key: VerificationKey) -> bool:
+        """Whether ``key`` is still in the current key set (for the verified-token cache)."""
+        ...
+
+    def prefetch(self) -> None:
+        """Obtain keys now if that makes sense; never raises."""
+        ...
+
+
+class StaticKeySource:
+    """Keys loaded once from configuration."""
+
+    def __init__(self, keyset: KeySet) -> None:
+        self.keyset = keyset
+
+    def find(self, kid: str | None, alg: str) -> tuple[VerificationKey, ...]:
+        found = self.keyset.find(kid, alg)
+        if not found:
+            raise UnknownKey()
+        return found
+
+    def contains(self, key: VerificationKey) -> bool:
+        return self.keyset.contains(key)
+
+    def prefetch(self) -> None:
+        return None
+
+
+class FetchError(Exception):
+    """A key or discovery document could not be fetched or parsed (logged, never shown)."""
+
+
+def _max_age(cache_control: str | None) -> int | None:
+    if not cache_control:
+        return None
+    directives = [d.strip().lower() for d in cache_control.split(",")]
+    if "no-store" in directives or "no-cache" in directives:
+        return 0
+    for d in directives:
+        if d.startswith("max-age="):
+            try:
+                return max(0, int(d[8:].strip('"')))
+            except ValueError:
+                return None
+    return None
+
+
+def http_get_json(url: str, timeout: float, max_bytes: int = MAX_JWKS_BYTES) -> tuple[Any, str | None]:
+    """GET ``url`` and parse JSON, within ``timeout`` seconds overall. Returns (document, Cache-Control)."""
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "token-middleware"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (configured URL)
+            if response.status != 200:
+                raise FetchError(f"HTTP {response.status}")
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                if time.monotonic() > deadline:
+                    raise FetchError("timed out")
+                chunk = response.read1(16384)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FetchError("response too large")
+                chunks.append(chunk)
+            cache_control = response.headers.get("Cache-Control")
+    except urllib.error.HTTPError as exc:
+        raise FetchError(f"HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise FetchError(str(getattr(exc, "reason", exc)) or type(exc).__name__) from None
+    try:
+        return json.loads(b"".join(chunks)), cache_control
+    except (ValueError, RecursionError):
+        raise FetchError("response is not JSON") from None
+
+
+Fetcher = Callable[[str, float], "tuple[Any, str | None]"]
+
+
+class _State:
+    __slots__ = ("keyset", "fresh_until")
+
+    def __init__(self, keyset: KeySet, fresh_until: float) -> None:
+        self.keyset = keyset
+        self.fresh_until = fresh_until
+
+
+class RemoteKeySource:
+    """A JWKS fetched over HTTP(S), from ``jwks_url`` or discovered from ``issuer``."""
+
+    def __init__(
+        self,
+        *,
+        algorithms: Iterable[str],
+        jwks_url: str | None = None,
+        issuer: str | None = None,
+        cache_seconds: int = 300,
+        min_refresh_seconds: int = 30,
+        timeout: float = 5.0,
+        fetch: Fetcher = http_get_json,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if jwks_url is None and issuer is None:
+            raise ConfigurationError("a remote key source needs JWKS_URL or ISSUER (for discovery)")
+        self.algorithms = tuple(algorithms)
+        self.jwks_url = jwks_url
+        self.issuer = issuer
+        self.cache_seconds = cache_seconds
+        self.min_refresh_seconds = min_refresh_seconds
+        self.timeout = timeout
+        self._fetch = fetch
+        self._clock = clock
+        self._state: _State | None = None
+        self._lock = threading.Lock()
+        self._last_attempt: float | None = None
+        self._last_failure: float | None = None
+        #: Number of HTTP fetches of the key set (successful or not): for tests and benchmarks.
+        self.fetch_count = 0
+
+    @property
+    def retry_after(self) -> int:
+        return max(1, min(5, self.min_refresh_seconds))
+
+    @property
+    def keyset(self) -> KeySet | None:
+        state = self._state
+        return state.keyset if state else None
+
+    def find(self, kid: str | None, alg: str) -> tuple[VerificationKey, ...]:
+        state = self._state
+        now = self._clock()
+        if state is None:
+            state = self._refresh(now, force=False)
+            if state is None:
+                raise KeysUnavailable(retry_after=self.retry_after)
+        elif now >= state.fresh_until:
+            # Stale: one thread refreshes, the others go on with the set they have.
+            if self._lock.acquire(blocking=False):
+                try:
+                    state = self._refresh_locked(now) or state
+                finally:
+                    self._lock.release()
+        found = state.keyset.find(kid, alg)
+        if found or kid is None:
+            if not found:
+                raise UnknownKey()
+            return found
+        # Unknown kid: maybe the issuer rotated. Refetch, at most once per min interval.
+        refreshed = self._refresh(now, force=True)
+        if refreshed is not None:
+            found = refreshed.keyset.find(kid, alg)
+        if not found:
+            raise UnknownKey()
+        return found
+
+    def contains(self, key: VerificationKey) -> bool:
+        state = self._state
+        return state is not None and state.keyset.contains(key)
+
+    def prefetch(self) -> None:
+        try:
+            self._refresh(self._clock(), force=False)
+        except Exception:  # noqa: BLE001 - start-up warm-up must never take the app down
+            log.exception("key prefetch failed")
+
+    # -- fetching ---------------------------------------------------------------------------
+
+    def _throttled(self, now: float) -> bool:
+        last = self._last_attempt
+        return last is not None and now - last < self.min_refresh_seconds
+
+    def _refresh(self, now: float, *, force: bool) -> _State | None:
+        """Fetch unless throttled; concurrent callers wait for one fetch and share its result."""
+        if self._throttled(now):
+            return self._state
+        with self._lock:
+            # Another thread may have fetched while we waited for the lock.
+            if self._throttled(self._clock()):
+                return self._state
+            if not force and self._state is not None and self._clock() < self._state.fresh_until:
+                return self._state
+            return self._refresh_locked(self._clock())
+
+    def _refresh_locked(self, now: float) -> _State | None:
+        if self._throttled(now) and self._state is not None:
+            return self._state
+        self._last_attempt = now
+        self.fetch_count += 1
+        try:
+            url = self.jwks_url or self._discover()
+            document, cache_control = self._fetch(url, self.timeout)
+            keyset = KeySet.from_jwks(document, self.algorithms)
+            if not keyset:
+                raise FetchError("the key set has no key usable with the allowed algorithms")
+        except (FetchError, ValueError) as exc:
+            self._last_failure = now
+            log.warning("fetching keys failed (%s); %s", exc,
+                        "keeping the last good key set" if self._state else "no keys yet")
+            return self._state
+        ttl = self.cache_seconds
+        max_age = _max_age(cache_control)
+        if max_age is not None:
+            ttl = min(ttl, max(max_age, min(self.min_refresh_seconds, self.cache_seconds)))
+        state = _State(keyset, self._clock() + ttl)
+        previous = self._state
+        self._state = state
+        if previous is None or previous.keyset.kids != keyset.kids:
+            log.info("key set loaded: kids=%s", sorted(keyset.kids))
+        return state
+
+    def _discover(self) -> str:
+        assert self.issuer is not None
+        url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        document, _ = self._fetch(url, self.timeout)
+        if not isinstance(document, Mapping):
+            raise FetchError("discovery document is not a JSON object")
+        # OpenID Connect Discovery 1.0 §4.3: the issuer in the document MUST match.
+        if document.get("issuer") != self.issuer:
+            raise FetchError("discovery document names a different issuer")
+        jwks_uri = document.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+            raise FetchError("discovery document has no usable jwks_uri")
+        self.jwks_url = jwks_uri
+        return jwks_uri
