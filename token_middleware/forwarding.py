@@ -42,6 +42,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from .context import get_current_token
@@ -259,14 +260,19 @@ def bearer_value(token: AccessToken) -> str:
     return f"Bearer {token.raw}"
 
 
-def _has_authorization(headers: Mapping[str, str] | None) -> bool:
+def _has_authorization(headers: Mapping[Any, Any] | None) -> bool:
     if headers is None:
         return False
-    return any(name.lower() == "authorization" for name in headers.keys())
+    for name in headers.keys():
+        if isinstance(name, bytes):
+            name = name.decode("latin-1")
+        if isinstance(name, str) and name.lower() == "authorization":
+            return True
+    return False
 
 
 def authorization_for(
-    url: str, existing_headers: Mapping[str, str] | None, allowlist: HostAllowlist
+    url: str, existing_headers: Mapping[Any, Any] | None, allowlist: HostAllowlist
 ) -> str | None:
     """The ``Authorization`` value to add to a request for ``url``, or ``None`` to add nothing.
 
@@ -289,7 +295,7 @@ def authorization_for(
     return bearer_value(token)
 
 
-def carries_current_token(value: str | None) -> bool:
+def carries_current_token(value: str | bytes | None) -> bool:
     """True when the header ``value`` is the current token's ``Bearer`` credential.
 
     Used on redirects to remove the token from a hop whose host is not allowed, whoever put it
@@ -298,4 +304,6 @@ def carries_current_token(value: str | None) -> bool:
     token = get_current_token()
     if value is None or token is None or not token.raw:
         return False
-    return hmac.compare_digest(value.encode("utf-8", "surrogatepass"), bearer_value(token).encode())
+    if isinstance(value, str):
+        value = value.encode("latin-1", "replace")
+    return hmac.compare_digest(value, bearer_value(token).encode("latin-1", "replace"))

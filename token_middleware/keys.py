@@ -372,7 +372,9 @@ class RemoteKeySource:
 
     def _throttled(self, now: float) -> bool:
         last = self._last_attempt
-        return last is not None and now - last < self.min_refresh_seconds
+        # Without any key set, retry sooner (Retry-After), still never more than that rate.
+        interval = self.min_refresh_seconds if self._state is not None else self.retry_after
+        return last is not None and now - last < min(interval, self.min_refresh_seconds)
 
     def _refresh(self, now: float, *, force: bool) -> _State | None:
         """Fetch unless throttled; concurrent callers wait for one fetch and share its result."""

@@ -1,0 +1,57 @@
+"""Where the Flask extension reads its configuration from, and where it keeps its state.
+
+Trusted: only the deployer. Settings come from ``app.config`` keys ``TOKEN_MIDDLEWARE_<NAME>``
+(shared/DESIGN.md), with the process environment as the fallback for any NAME that
+``app.config`` does not set. They are validated once, in :meth:`TokenAuth.init_app`, so a
+misconfigured app fails at start-up with a :class:`~token_middleware.errors.ConfigurationError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app
+
+from ..settings import PREFIX, Settings
+from ..validator import TokenValidator
+
+#: The key of this extension in ``app.extensions``.
+EXTENSION_KEY = "token_middleware"
+
+#: The prefix of every ``app.config`` key this extension reads.
+CONFIG_PREFIX = PREFIX
+
+
+def settings_from_config(config: Mapping[str, Any]) -> Settings:
+    """Settings from ``TOKEN_MIDDLEWARE_*`` keys, the environment as fallback."""
+    return Settings.from_prefixed(config, prefix=CONFIG_PREFIX)
+
+
+@dataclass(frozen=True)
+class TokenAuthState:
+    """What one app owns: its settings and the validator holding its key cache."""
+
+    settings: Settings
+    validator: TokenValidator
+
+    @property
+    def realm(self) -> str:
+        return self.settings.realm
+
+
+def get_state(app: Flask | None = None) -> TokenAuthState:
+    """The extension state of ``app`` (default: the current app).
+
+    Raises :class:`RuntimeError` when :meth:`TokenAuth.init_app` was not called for that app:
+    that is a programming error, not something to answer with a 401.
+    """
+    target = app if app is not None else current_app
+    state = target.extensions.get(EXTENSION_KEY)
+    if not isinstance(state, TokenAuthState):
+        raise RuntimeError(
+            "token_middleware is not set up on this Flask app: call TokenAuth().init_app(app) "
+            "(or TokenAuth(app)) in your app factory"
+        )
+    return state

@@ -1,0 +1,65 @@
+"""Scope decorators for Flask views: ``require_scopes``, ``require_any_scope``, ``require_token``.
+
+Trusted: only the token that :class:`~token_middleware.flask_ext.TokenAuth` validated for this
+request. A decorator never reads headers itself. Without a token it raises
+:class:`~token_middleware.errors.MissingToken` (401, plain ``Bearer realm="…"`` challenge); with
+a token lacking scopes it raises :class:`~token_middleware.errors.InsufficientScope` (403,
+``scope="…"``); Flask's error handling turns both into RFC 6750 responses. ``OPTIONS`` without
+a token passes, so CORS preflight works. Views may be sync or async (``flask[async]``); they are
+called through ``current_app.ensure_sync``.
+
+    @app.get("/orders")
+    @require_scopes("orders:read")
+    def list_orders(): ...
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from flask import current_app, request
+
+from ..scopes import check_scopes, normalise_required
+from .config import get_state
+from .extension import get_current_token
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guard(required: tuple[str, ...], any_of: bool) -> Callable[[F], F]:
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            get_state()  # a programming error (extension not set up) must not become a 401
+            token = get_current_token()
+            if not (token is None and request.method == "OPTIONS"):
+                check_scopes(token, required, any_of=any_of)
+            return current_app.ensure_sync(view)(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def require_scopes(*scopes: str) -> Callable[[F], F]:
+    """Require a valid token carrying every one of ``scopes``."""
+    return _guard(normalise_required(scopes), any_of=False)
+
+
+def require_any_scope(*scopes: str) -> Callable[[F], F]:
+    """Require a valid token carrying at least one of ``scopes``."""
+    if not scopes:
+        raise TypeError("require_any_scope() needs at least one scope")
+    return _guard(normalise_required(scopes), any_of=True)
+
+
+@overload
+def require_token(view: None = None) -> Callable[[F], F]: ...
+@overload
+def require_token(view: F) -> F: ...
+def require_token(view: F | None = None) -> F | Callable[[F], F]:
+    """Require a valid token, whatever its scopes. Use as ``@require_token()`` or ``@require_token``."""
+    decorator: Callable[[F], F] = _guard((), any_of=False)
+    return decorator if view is None else decorator(view)

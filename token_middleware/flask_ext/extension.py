@@ -1,0 +1,121 @@
+"""The Flask extension: validate a present bearer token on every request.
+
+Trusted: the keys and settings the deployer configured, nothing from the request. On each
+request a ``before_request`` hook reads ``Authorization`` (and ``?access_token=`` only when
+``ALLOW_QUERY_TOKEN`` is on) and validates any bearer token it finds, whatever the view and the
+method (``HEAD`` and ``OPTIONS`` included). A request without bearer credentials goes on with no
+token; the scope decorators decide whether a view needs one. A malformed header or an invalid
+token is refused right there, with the RFC 6750 response of the registered error handler.
+
+Per-request state lives in ``flask.g`` and in the core ``ContextVar``
+(:func:`token_middleware.context.get_current_token`), which is reset when the response is
+closed, so streamed bodies and outgoing calls made by the view see the token. Per-app state (the
+settings and the validator with its key cache) lives in ``app.extensions["token_middleware"]``.
+
+    auth = TokenAuth()
+
+    def create_app():
+        app = Flask(__name__)
+        app.config["TOKEN_MIDDLEWARE_ISSUER"] = "https://gateway.example"
+        app.config["TOKEN_MIDDLEWARE_AUDIENCE"] = "orders-service"
+        auth.init_app(app)
+        return app
+"""
+
+from __future__ import annotations
+
+from contextvars import Token
+from functools import partial
+from typing import cast
+
+from flask import Flask, Response, g, has_request_context, request
+from werkzeug.local import LocalProxy
+
+from ..context import bind_token, reset_token
+from ..errors import BearerError
+from ..settings import Settings
+from ..token import AccessToken
+from ..validator import TokenValidator
+from .config import EXTENSION_KEY, TokenAuthState, get_state, settings_from_config
+from .errors import handle_bearer_error
+
+# Attribute names in flask.g; namespaced so they cannot collide with the app's own.
+_G_TOKEN = "_token_middleware_token"
+_G_HANDLE = "_token_middleware_context"
+
+
+class TokenAuth:
+    """Access-token validation for Flask apps (``init_app`` pattern; no state on ``self``).
+
+    ``settings`` or ``validator`` may be given to share them across apps; by default each app
+    gets its own, built from its config. ``prefetch`` warms the key cache in the background at
+    start-up; an unreachable key server never stops the app (requests get 503 until keys come).
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        settings: Settings | None = None,
+        validator: TokenValidator | None = None,
+        prefetch: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.validator = validator
+        self.prefetch = prefetch
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Validate the settings (raising ``ConfigurationError`` now) and install the hooks."""
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError("TokenAuth.init_app() was already called for this app")
+        if self.validator is not None:
+            validator = self.validator
+            settings = self.settings if self.settings is not None else validator.settings
+        else:
+            settings = self.settings if self.settings is not None else settings_from_config(app.config)
+            validator = TokenValidator(settings)
+        app.extensions[EXTENSION_KEY] = TokenAuthState(settings=settings, validator=validator)
+        app.before_request(_authenticate_request)
+        app.after_request(_reset_context_on_close)
+        # Register the default handler unless the app already has its own for BearerError.
+        app_handlers = app.error_handler_spec[None][None]
+        if BearerError not in app_handlers:
+            app.register_error_handler(BearerError, handle_bearer_error)
+        if self.prefetch:
+            validator.prefetch()
+
+
+def _authenticate_request() -> None:
+    state = get_state()
+    # Bind "no token" first: whatever happens next, resetting this handle restores the value
+    # from before the request, and no earlier identity can be seen by this one.
+    setattr(g, _G_HANDLE, bind_token(None))
+    token = state.validator.authenticate(
+        request.headers.get("Authorization"), request.query_string.decode("latin-1")
+    )
+    setattr(g, _G_TOKEN, token)
+    if token is not None:
+        bind_token(token)
+
+
+def _reset_context_on_close(response: Response) -> Response:
+    handle: Token[AccessToken | None] | None = g.pop(_G_HANDLE, None)
+    if handle is not None:
+        response.call_on_close(partial(reset_token, handle))
+    return response
+
+
+def get_current_token() -> AccessToken | None:
+    """The validated token of the current Flask request, or ``None`` (no token, no request)."""
+    if not has_request_context():
+        return None
+    token: AccessToken | None = g.get(_G_TOKEN, None)
+    return token
+
+
+#: The current request's :class:`~token_middleware.token.AccessToken`, like flask-login's
+#: ``current_user``. It is falsy when the request carries no token; inside a view decorated
+#: with ``require_scopes``/``require_any_scope``/``require_token`` it is always a token.
+current_token: AccessToken = cast(AccessToken, LocalProxy(get_current_token))

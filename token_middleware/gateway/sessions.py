@@ -1,0 +1,169 @@
+"""Browser sessions at the gateway: a signed cookie, CSRF tokens, and a failed-login limiter.
+
+What is trusted: the HMAC secret (``session-secret`` in the keys directory, the same for every
+worker). Everything read from a request is untrusted until its HMAC-SHA256 verifies with
+``hmac.compare_digest``.
+
+- **Session cookie** ``<b64url(JSON {"sub", "cid", "iat", "exp"})>.<b64url(HMAC)>``: stateless,
+  so it cannot be revoked before ``exp`` except by rotating the secret; the user must still exist
+  in the users file when it is used, and the token's scopes always come from that file.
+- **CSRF** (double submit, signed): a random nonce in a pre-session cookie, and in the form
+  ``HMAC(secret, "csrf." + nonce)``. A cross-site page can neither read the cookie nor compute
+  the HMAC.
+- **Failed-login limiter**: at most ``max_failures`` failures per client address in a sliding
+  ``window``. It lives in the process, so under gunicorn each worker counts on its own: an
+  attacker gets up to ``workers × max_failures`` tries per window. It bounds online guessing; it
+  is not a global lockout.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MAX_COOKIE_LENGTH = 4096
+
+
+@dataclass(frozen=True)
+class Session:
+    """A verified session: who logged in, with which client name, until when."""
+
+    username: str
+    client_id: str
+    expires_at: int
+
+
+def _b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64d(text: str) -> bytes:
+    padded = text + "=" * (-len(text) % 4)
+    return base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True)
+
+
+class SessionCodec:
+    """Encodes and verifies session cookie values with HMAC-SHA256 over the payload."""
+
+    def __init__(self, secret: bytes, *, ttl: int, clock: Callable[[], float] = time.time) -> None:
+        self._secret = secret
+        self.ttl = ttl
+        self.clock = clock
+
+    def _mac(self, purpose: str, data: str) -> bytes:
+        return hmac.new(self._secret, f"{purpose}.{data}".encode(), hashlib.sha256).digest()
+
+    def encode(self, username: str, client_id: str) -> str:
+        """A cookie value for ``username`` valid for ``ttl`` seconds."""
+        now = int(self.clock())
+        payload = json.dumps(
+            {"sub": username, "cid": client_id, "iat": now, "exp": now + self.ttl},
+            separators=(",", ":"),
+        )
+        body = _b64e(payload.encode("utf-8"))
+        return f"{body}.{_b64e(self._mac('session', body))}"
+
+    def decode(self, value: str | None) -> Session | None:
+        """The session in ``value`` when its MAC verifies and it has not expired, else ``None``."""
+        if not value or len(value) > MAX_COOKIE_LENGTH or value.count(".") != 1:
+            return None
+        body, _, mac = value.partition(".")
+        try:
+            given = _b64d(mac)
+        except (binascii.Error, ValueError):
+            return None
+        if not hmac.compare_digest(given, self._mac("session", body)):
+            return None
+        try:
+            data = json.loads(_b64d(body))
+        except (binascii.Error, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        sub, cid, exp = data.get("sub"), data.get("cid"), data.get("exp")
+        if not isinstance(sub, str) or not isinstance(cid, str) or not isinstance(exp, int):
+            return None
+        if exp <= self.clock():
+            return None
+        return Session(sub, cid, exp)
+
+    # -- CSRF (signed double submit) ----------------------------------------------------------
+
+    @staticmethod
+    def new_nonce() -> str:
+        """A fresh random nonce for the pre-session CSRF cookie."""
+        return secrets.token_urlsafe(24)
+
+    def csrf_token(self, nonce: str) -> str:
+        """The form token that goes with the CSRF cookie's ``nonce``."""
+        return _b64e(self._mac("csrf", nonce))
+
+    def csrf_valid(self, nonce: str | None, token: str | None) -> bool:
+        """True when ``token`` (from the form) is the HMAC of ``nonce`` (from the cookie)."""
+        if not nonce or not token or len(nonce) > 128 or len(token) > 128:
+            return False
+        return hmac.compare_digest(token.encode("ascii", "replace"), self.csrf_token(nonce).encode())
+
+
+class LoginLimiter:
+    """Failed logins per client address in a sliding window; in-process, so per worker.
+
+    Bounded: at most ``max_clients`` addresses are tracked (least recently failed dropped first).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_failures: int = 5,
+        window: float = 300.0,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.max_clients = max_clients
+        self.clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _prune(self, client: str, now: float) -> deque[float] | None:
+        times = self._failures.get(client)
+        if times is None:
+            return None
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[client]
+            return None
+        return times
+
+    def retry_after(self, client: str) -> int:
+        """Seconds until ``client`` may try again; 0 when it is not blocked."""
+        now = self.clock()
+        with self._lock:
+            times = self._prune(client, now)
+            if times is None or len(times) < self.max_failures:
+                return 0
+            return max(1, int(times[0] + self.window - now + 0.999))
+
+    def failure(self, client: str) -> None:
+        """Record a failed login from ``client``."""
+        now = self.clock()
+        with self._lock:
+            times = self._prune(client, now)
+            if times is None:
+                times = deque(maxlen=self.max_failures)
+                self._failures[client] = times
+            times.append(now)
+            self._failures.move_to_end(client)
+            while len(self._failures) > self.max_clients:
+                self._failures.popitem(last=False)

@@ -1,0 +1,503 @@
+"""TokenValidator: the whole access-token policy, in one place.
+
+Trusted: the settings and the keys from the configured source (:mod:`token_middleware.keys`).
+Not trusted: every byte of the token. The checks, in order (RFC 7519, RFC 8725, RFC 9068 §4):
+
+1. size: longer than ``MAX_TOKEN_BYTES`` is refused before any parsing;
+2. form: compact JWS only — three strict, canonical, unpadded base64url segments. JWE (five
+   segments), JSON serialization and unencoded payloads (``b64: false``) are refused;
+3. header: a JSON object without duplicate names; ``crit`` is refused; ``typ`` must be in
+   ``ACCEPTED_TYPES`` (compared case-insensitively); ``alg`` must be in ``ALGORITHMS`` (``none``
+   never is) and is matched against the key's type; ``kid``, when present, must be a string.
+   ``jku``, ``x5u``, ``jwk`` and ``x5c`` are ignored: keys come only from configuration;
+4. signature: checked with the key selected by ``kid`` and ``alg`` before the payload is even
+   decoded;
+5. claims: ``REQUIRED_CLAIMS`` present; ``iss`` exactly one of ``ISSUER``; ``aud`` (a string or
+   an array of strings) contains ``AUDIENCE``; ``exp``, ``nbf`` and ``iat`` are finite JSON
+   numbers (not strings, not booleans) checked with ``LEEWAY``, and ``iat`` is not in the
+   future; ``sub``, ``client_id`` and ``jti`` are strings; scope claims are a string or a list
+   of strings.
+
+A verified token is cached (bounded LRU) by its exact string, until its ``exp`` and only while
+the key that verified it is still in the key set. The strict base64url decoder rejects
+non-canonical encodings, so two different strings never verify as the same token here; even so,
+never key anything security-relevant (a denylist) on the raw string: use ``jti``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import _jose
+from .bearer import extract_token
+from .errors import (
+    BearerError,
+    ConfigurationError,
+    CriticalHeader,
+    DisallowedAlgorithm,
+    ExpiredToken,
+    InvalidAudience,
+    InvalidClaim,
+    InvalidHeader,
+    InvalidIssuer,
+    InvalidSignature,
+    InvalidToken,
+    InvalidType,
+    IssuedInFuture,
+    MalformedToken,
+    MissingClaim,
+    NotYetValid,
+    TokenTooLarge,
+    UnsupportedSerialization,
+)
+from .keys import KeySource, RemoteKeySource, StaticKeySource, VerificationKey, load_key_file
+from .scopes import parse_scopes
+from .settings import Settings
+from .token import AccessToken
+
+log = logging.getLogger("token_middleware.validator")
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_INDEX = {c: i for i, c in enumerate(_ALPHABET)}
+_TIME_CLAIMS = ("exp", "nbf", "iat")
+_STRING_CLAIMS = ("sub", "client_id", "jti")
+
+
+def b64url_decode(segment: str) -> bytes:
+    """Strict RFC 7515 base64url: no padding, no other characters, canonical trailing bits."""
+    if not _B64URL.fullmatch(segment):
+        raise ValueError("not base64url")
+    rem = len(segment) % 4
+    if rem == 1:
+        raise ValueError("impossible base64url length")
+    if rem:
+        # The unused low bits of the last character must be zero (canonical encoding).
+        mask = 0x0F if rem == 2 else 0x03
+        if _INDEX[segment[-1]] & mask:
+            raise ValueError("non-canonical base64url")
+        segment += "=" * (4 - rem)
+    try:
+        return base64.urlsafe_b64decode(segment)
+    except binascii.Error:
+        raise ValueError("not base64url") from None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate member name")
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        raise MalformedToken(f"the token {what} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise MalformedToken(f"the token {what} is not a JSON object")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A compact JWS split and decoded (signature not yet checked)."""
+
+    header: dict[str, Any]
+    signing_input: bytes
+    payload_segment: str
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of :meth:`TokenValidator.explain`."""
+
+    name: str
+    passed: bool | None  # None: not run, because an earlier check failed
+    detail: str
+
+
+class _Entry:
+    __slots__ = ("token", "key", "expires_at")
+
+    def __init__(self, token: AccessToken, key: VerificationKey, expires_at: float) -> None:
+        self.token = token
+        self.key = key
+        self.expires_at = expires_at
+
+
+def build_key_source(settings: Settings, issuer: str | None = None) -> KeySource:
+    """The key source the settings describe (static file, JWKS URL, or discovery)."""
+    if settings.public_keys:
+        return StaticKeySource(load_key_file(settings.public_keys, settings.algorithms))
+    return RemoteKeySource(
+        algorithms=settings.algorithms,
+        jwks_url=settings.jwks_url,
+        issuer=issuer or settings.issuer,
+        cache_seconds=settings.jwks_cache_seconds,
+        min_refresh_seconds=settings.jwks_min_refresh_seconds,
+        timeout=settings.http_timeout,
+    )
+
+
+class TokenValidator:
+    """Validates access tokens against :class:`Settings`.
+
+    ``keys`` overrides the key source built from the settings (a static file, the JWKS URL, or
+    one discovered JWKS per trusted issuer). ``cache_size=0`` disables the verified-token cache.
+
+    .. warning:: The accepted algorithms are always ``settings.algorithms``; the token's ``alg``
+       header only selects among them (RFC 8725 §2.1, §3.1).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        keys: KeySource | None = None,
+        *,
+        cache_size: int = 4096,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.cache_size = cache_size
+        self._clock = clock
+        self._sources: dict[str, KeySource]
+        if keys is not None:
+            self._sources = {iss: keys for iss in settings.issuers}
+        elif settings.public_keys or settings.jwks_url or len(settings.issuers) == 1:
+            shared = build_key_source(settings)
+            self._sources = {iss: shared for iss in settings.issuers}
+        else:
+            self._sources = {iss: build_key_source(settings, iss) for iss in settings.issuers}
+        distinct = {id(s): s for s in self._sources.values()}
+        self._single_source: KeySource | None = (
+            next(iter(distinct.values())) if len(distinct) == 1 else None
+        )
+        self._issuers = frozenset(settings.issuers)
+        self._algorithms = frozenset(settings.algorithms)
+        self._accepted_types = frozenset(settings.accepted_types)
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._claim_checks: tuple[tuple[str, Callable[[dict[str, Any], float], None]], ...] = (
+            ("required claims", self._check_required),
+            ("claim types", self._check_types),
+            ("issuer", self._check_issuer),
+            ("audience", self._check_audience),
+            ("expiry", self._check_exp),
+            ("not before", self._check_nbf),
+            ("issued at", self._check_iat),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> TokenValidator:
+        return cls(settings, **kwargs)
+
+    @property
+    def key_sources(self) -> tuple[KeySource, ...]:
+        return tuple({id(s): s for s in self._sources.values()}.values())
+
+    # -- public API -------------------------------------------------------------------------
+
+    def authenticate(self, authorization: str | None, query_string: str | None = None) -> AccessToken | None:
+        """The validated token of a request, or ``None`` when it carries no bearer credential."""
+        raw = extract_token(authorization, query_string, allow_query=self.settings.allow_query_token)
+        return None if raw is None else self.validate(raw)
+
+    def validate(self, raw: str | bytes) -> AccessToken:
+        """Validate ``raw`` and return the :class:`AccessToken`.
+
+        Raises an :class:`~token_middleware.errors.InvalidToken` subclass, or
+        :class:`~token_middleware.errors.KeysUnavailable` when no keys can be had.
+        """
+        if isinstance(raw, bytes):
+            if len(raw) > self.settings.max_token_bytes:
+                raise TokenTooLarge()
+            try:
+                raw = raw.decode("ascii")
+            except UnicodeDecodeError:
+                raise MalformedToken() from None
+        elif not isinstance(raw, str):
+            raise MalformedToken()
+        if len(raw) > self.settings.max_token_bytes:
+            raise TokenTooLarge()
+
+        now = self._clock()
+        entry = self._cache.get(raw) if self.cache_size else None
+        if entry is not None:
+            if now <= entry.expires_at and self._source_for(entry.token.issuer).contains(entry.key):
+                with self._cache_lock:
+                    if raw in self._cache:
+                        self._cache.move_to_end(raw)
+                return entry.token
+            self._evict(raw)
+
+        parsed = self.parse(raw)
+        self.check_header(parsed.header)
+        claims, key = self._verify(parsed)
+        for _name, check in self._claim_checks:
+            check(claims, now)
+        token = self._build(raw, claims, parsed.header)
+        if self.cache_size:
+            self._remember(raw, token, key, claims)
+        return token
+
+    def prefetch(self, background: bool = True) -> None:
+        """Obtain the keys now (in a daemon thread by default). Never raises."""
+        for source in self.key_sources:
+            if background:
+                threading.Thread(target=source.prefetch, name="token-middleware-prefetch", daemon=True).start()
+            else:
+                source.prefetch()
+
+    def explain(self, raw: str) -> list[Check]:
+        """Every check with its verdict, in plain words (for ``token-middleware inspect``)."""
+        checks: list[Check] = []
+
+        def run(name: str, fn: Callable[[], Any], ok: str) -> Any:
+            try:
+                result = fn()
+            except BearerError as exc:
+                checks.append(Check(name, False, exc.description))
+                return None
+            checks.append(Check(name, True, ok))
+            return result if result is not None else True
+
+        raw = raw.strip()
+        size_ok = run("size", lambda: self._check_size(raw), f"{len(raw)} bytes, limit {self.settings.max_token_bytes}")
+        parsed = run("form", lambda: self.parse(raw), "compact JWS with three base64url segments") if size_ok else None
+        if parsed is None:
+            return checks + [Check("signature", None, "not checked: the token could not be parsed")]
+        header = parsed.header
+        run("algorithm", lambda: self._check_alg(header), f"{header.get('alg')} is in {', '.join(self.settings.algorithms)}")
+        run("type", lambda: self._check_typ(header), f"typ {header.get('typ')!r} is accepted")
+        run("critical headers", lambda: self._check_crit(header), "no crit header")
+        run("key id", lambda: self._check_kid(header), f"kid {header.get('kid')!r}")
+        header_ok = all(c.passed for c in checks)
+        verified = run("signature", lambda: self._verify(parsed), "verified with the configured keys") if header_ok else None
+        if not verified:
+            if not header_ok:
+                checks.append(Check("signature", None, "not checked: the header was refused"))
+            try:
+                claims = _json_object(b64url_decode(parsed.payload_segment), "payload")
+            except (ValueError, MalformedToken):
+                return checks
+            checks.append(Check("claims", None, "shown unverified: " + json.dumps(claims, sort_keys=True)[:500]))
+        else:
+            claims = verified[0]
+        now = self._clock()
+        for name, check in self._claim_checks:
+            run(name, lambda check=check: check(claims, now), "ok")  # type: ignore[misc]
+        return checks
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _check_size(self, raw: str) -> None:
+        if len(raw) > self.settings.max_token_bytes:
+            raise TokenTooLarge()
+
+    @staticmethod
+    def parse(raw: str) -> Parsed:
+        """Split and decode a compact JWS (header decoded, payload left encoded)."""
+        if raw.count(".") != 2:
+            if raw.startswith("{"):
+                raise UnsupportedSerialization("JSON serialization is not accepted")
+            if raw.count(".") == 4:
+                raise UnsupportedSerialization("encrypted tokens (JWE) are not accepted")
+            raise MalformedToken()
+        header_segment, payload_segment, signature_segment = raw.split(".")
+        if not header_segment or not payload_segment:
+            raise MalformedToken()
+        if not signature_segment:
+            raise InvalidSignature("the token is not signed")
+        try:
+            header_bytes = b64url_decode(header_segment)
+            signature = b64url_decode(signature_segment)
+        except ValueError:
+            raise MalformedToken("the token is not canonical base64url") from None
+        header = _json_object(header_bytes, "header")
+        return Parsed(header, f"{header_segment}.{payload_segment}".encode("ascii"), payload_segment, signature)
+
+    def check_header(self, header: Mapping[str, Any]) -> None:
+        self._check_crit(header)
+        self._check_alg(header)
+        self._check_typ(header)
+        self._check_kid(header)
+
+    @staticmethod
+    def _check_crit(header: Mapping[str, Any]) -> None:
+        if "crit" in header:
+            raise CriticalHeader()
+        if "b64" in header:
+            raise UnsupportedSerialization("unencoded payloads (b64) are not accepted")
+        if "enc" in header or "zip" in header:
+            raise UnsupportedSerialization("encrypted tokens (JWE) are not accepted")
+
+    def _check_alg(self, header: Mapping[str, Any]) -> None:
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise DisallowedAlgorithm()
+
+    def _check_typ(self, header: Mapping[str, Any]) -> None:
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in self._accepted_types:
+            raise InvalidType()
+
+    @staticmethod
+    def _check_kid(header: Mapping[str, Any]) -> None:
+        kid = header.get("kid")
+        if kid is not None and (not isinstance(kid, str) or len(kid) > 256):
+            raise InvalidHeader("the key id (kid) is invalid")
+
+    def _source_for(self, issuer: str) -> KeySource:
+        if self._single_source is not None:
+            return self._single_source
+        return self._sources[issuer]
+
+    def _verify(self, parsed: Parsed) -> tuple[dict[str, Any], VerificationKey]:
+        header = parsed.header
+        alg: str = header["alg"]
+        if self._single_source is not None:
+            source = self._single_source
+            claims = None
+        else:
+            # Several issuers with their own keys: the unverified iss only picks the key source.
+            claims = self._decode_payload(parsed)
+            iss = claims.get("iss")
+            if not isinstance(iss, str) or iss not in self._issuers:
+                raise InvalidIssuer(claim="iss")
+            source = self._sources[iss]
+        for key in source.find(header.get("kid"), alg):
+            if _jose.verify(key.key, parsed.signing_input, parsed.signature):
+                return (claims if claims is not None else self._decode_payload(parsed)), key
+        raise InvalidSignature()
+
+    @staticmethod
+    def _decode_payload(parsed: Parsed) -> dict[str, Any]:
+        try:
+            payload = b64url_decode(parsed.payload_segment)
+        except ValueError:
+            raise MalformedToken("the token is not canonical base64url") from None
+        return _json_object(payload, "payload")
+
+    def _check_required(self, claims: dict[str, Any], now: float) -> None:
+        for name in self.settings.required_claims:
+            if name not in claims:
+                raise MissingClaim(f"the {name} claim is required", claim=name)
+
+    def _check_types(self, claims: dict[str, Any], now: float) -> None:
+        for name in _TIME_CLAIMS:
+            if name in claims and not _is_number(claims[name]):
+                raise InvalidClaim(f"the {name} claim must be a number", claim=name)
+        for name in _STRING_CLAIMS:
+            if name in claims and not isinstance(claims[name], str):
+                raise InvalidClaim(f"the {name} claim must be a string", claim=name)
+        for name in self.settings.scope_claims:
+            value = claims.get(name)
+            if value is not None and not (
+                isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+            ):
+                raise InvalidClaim(f"the {name} claim must be a string or a list of strings", claim=name)
+
+    def _check_issuer(self, claims: dict[str, Any], now: float) -> None:
+        iss = claims.get("iss")
+        if iss is None and "iss" not in self.settings.required_claims:
+            return
+        if not isinstance(iss, str) or iss not in self._issuers:
+            raise InvalidIssuer(claim="iss")
+
+    def _check_audience(self, claims: dict[str, Any], now: float) -> None:
+        aud = claims.get("aud")
+        if aud is None and "aud" not in self.settings.required_claims:
+            return
+        if isinstance(aud, str):
+            ok = aud == self.settings.audience
+        elif isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud):
+            ok = self.settings.audience in aud
+        else:
+            raise InvalidAudience("the aud claim must be a string or a list of strings", claim="aud")
+        if not ok:
+            raise InvalidAudience(claim="aud")
+
+    def _check_exp(self, claims: dict[str, Any], now: float) -> None:
+        exp = claims.get("exp")
+        if exp is not None and now > exp + self.settings.leeway:
+            raise ExpiredToken(claim="exp")
+
+    def _check_nbf(self, claims: dict[str, Any], now: float) -> None:
+        nbf = claims.get("nbf")
+        if nbf is not None and now + self.settings.leeway < nbf:
+            raise NotYetValid(claim="nbf")
+
+    def _check_iat(self, claims: dict[str, Any], now: float) -> None:
+        iat = claims.get("iat")
+        if iat is not None and now + self.settings.leeway < iat:
+            raise IssuedInFuture(claim="iat")
+
+    def _build(self, raw: str, claims: dict[str, Any], header: Mapping[str, Any]) -> AccessToken:
+        aud = claims.get("aud")
+        audience = (aud,) if isinstance(aud, str) else tuple(aud or ())
+        sub = claims.get("sub")
+        exp = claims.get("exp")
+        return AccessToken(
+            claims=claims,
+            subject=sub if isinstance(sub, str) else "",
+            scopes=parse_scopes(claims, self.settings.scope_claims),
+            client_id=claims.get("client_id"),
+            issuer=claims.get("iss", ""),
+            audience=audience,
+            expires_at=float(exp) if exp is not None else None,
+            jti=claims.get("jti"),
+            key_id=header.get("kid"),
+            raw=raw,
+        )
+
+    # -- verified-token cache ---------------------------------------------------------------
+
+    def _remember(self, raw: str, token: AccessToken, key: VerificationKey, claims: dict[str, Any]) -> None:
+        exp = claims.get("exp")
+        if exp is None:
+            return  # never cache a token that does not expire
+        entry = _Entry(token, key, float(exp) + self.settings.leeway)
+        with self._cache_lock:
+            self._cache[raw] = entry
+            self._cache.move_to_end(raw)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+    def _evict(self, raw: str) -> None:
+        with self._cache_lock:
+            self._cache.pop(raw, None)
+
+    def clear_cache(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+
+
+def validator_from(settings: Settings | None = None, validator: TokenValidator | None = None) -> TokenValidator:
+    """The adapters' common constructor: an explicit validator, settings, or the environment."""
+    if validator is not None:
+        if settings is not None and settings is not validator.settings:
+            raise ConfigurationError("pass either settings or validator, not both")
+        return validator
+    return TokenValidator(settings if settings is not None else Settings.from_env())
