@@ -51,9 +51,9 @@ def build_key(material: Mapping[str, Any] | str | bytes, alg: str) -> JoseKey:
     if cls is None:
         raise ConfigurationError(f"unsupported algorithm {alg!r}")
     try:
-        key: Key = cls(dict(material) if isinstance(material, Mapping) else material, alg)
-        if alg[:2] != "HS" and not key.is_public():
-            key = key.public_key()
+        key: JoseKey = cls(dict(material) if isinstance(material, Mapping) else material, alg)
+        if alg[:2] != "HS" and not key.is_public():  # type: ignore[attr-defined]
+            key = key.public_key()  # type: ignore[attr-defined]
     except (JOSEError, ValueError, TypeError, KeyError) as exc:
         raise ConfigurationError(f"not a usable {alg} key: {exc}") from None
     return key
@@ -76,7 +76,7 @@ def build_signing_key(private_pem: bytes | str, alg: str) -> Key:
         key: Key = cls(private_pem, alg)
     except (JOSEError, ValueError, TypeError) as exc:
         raise ConfigurationError(f"not a usable {alg} private key: {exc}") from None
-    if key.is_public():
+    if key.is_public():  # type: ignore[attr-defined]
         raise ConfigurationError("a private key is needed for signing, got a public key")
     return key
 

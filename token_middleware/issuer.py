@@ -21,7 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from . import _jose
 from .errors import ConfigurationError
 
-_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
+_CURVES: dict[str, type[ec.EllipticCurve]] = {
+    "ES256": ec.SECP256R1,
+    "ES384": ec.SECP384R1,
+    "ES512": ec.SECP521R1,
+}
 
 
 def _b64(data: bytes) -> str:
@@ -53,7 +57,8 @@ class SigningKey:
         """A fresh key: EC on the curve ``alg`` needs, or RSA-2048 for RS*."""
         private: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
         if alg in _CURVES:
-            private = ec.generate_private_key(_CURVES[alg]())
+            curve: Any = _CURVES[alg]
+            private = ec.generate_private_key(curve())
         elif alg in ("RS256", "RS384", "RS512"):
             private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         else:
