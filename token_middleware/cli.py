@@ -118,14 +118,15 @@ def cmd_mint(args: argparse.Namespace, out: TextIO) -> int:
     key = SigningKey.from_pem(pem, alg, kid=args.kid)
     issuer = TokenIssuer(args.iss, key, ttl=args.ttl)
     scopes = [s for value in args.scope for s in value.split()]
-    extra = dict(_parse_claim(c) for c in args.claim)
-    raw = issuer.mint(
-        sub=args.sub,
-        audience=list(args.aud),
-        scopes=scopes,
-        client_id=args.client_id,
-        **extra,
+    claims = issuer.claims(
+        sub=args.sub, audience=list(args.aud), scopes=scopes, client_id=args.client_id
     )
+    for name, value in (_parse_claim(c) for c in args.claim):
+        if value is None:
+            claims.pop(name, None)  # --claim sub=null: a token without sub, to test refusals
+        else:
+            claims[name] = value
+    raw = key.sign(claims, {"typ": args.typ})
     out.write(raw + "\n")
     return 0
 
@@ -414,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", action="append", default=[], help='scopes, e.g. "orders:read"')
     p.add_argument("--client-id", default="token-middleware-cli")
     p.add_argument("--ttl", type=int, default=300, help="lifetime in seconds (default 300)")
+    p.add_argument("--typ", default="at+jwt", help="the typ header (default at+jwt, RFC 9068)")
     p.add_argument("--claim", action="append", default=[], metavar="NAME=VALUE",
                    help="extra claim; VALUE is JSON when it parses as JSON; null removes a claim")
     p.set_defaults(func=cmd_mint)

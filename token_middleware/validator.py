@@ -280,44 +280,97 @@ class TokenValidator:
                 source.prefetch()
 
     def explain(self, raw: str) -> list[Check]:
-        """Every check with its verdict, in plain words (for ``token-middleware inspect``)."""
-        checks: list[Check] = []
+        """Every check with its verdict, in plain words (for ``token-middleware inspect``).
 
-        def run(name: str, fn: Callable[[], Any], ok: str) -> Any:
+        Meant for the operator's terminal, not for HTTP clients: the details name the
+        expected and the actual values.
+        """
+        checks: list[Check] = []
+        s = self.settings
+
+        def run(name: str, fn: Callable[[], Any], ok: str, context: str = "") -> Any:
             try:
                 result = fn()
             except BearerError as exc:
-                checks.append(Check(name, False, exc.description))
+                checks.append(Check(name, False, exc.description + (f" ({context})" if context else "")))
                 return None
             checks.append(Check(name, True, ok))
             return result if result is not None else True
 
         raw = raw.strip()
-        size_ok = run("size", lambda: self._check_size(raw), f"{len(raw)} bytes, limit {self.settings.max_token_bytes}")
-        parsed = run("form", lambda: self.parse(raw), "compact JWS with three base64url segments") if size_ok else None
+        if not run("size", lambda: self._check_size(raw), f"{len(raw)} bytes (limit {s.max_token_bytes})",
+                   f"{len(raw)} bytes, limit {s.max_token_bytes}"):
+            return checks
+        parsed = run("form", lambda: self.parse(raw), "a compact JWS: three base64url segments")
         if parsed is None:
             return checks + [Check("signature", None, "not checked: the token could not be parsed")]
         header = parsed.header
-        run("algorithm", lambda: self._check_alg(header), f"{header.get('alg')} is in {', '.join(self.settings.algorithms)}")
-        run("type", lambda: self._check_typ(header), f"typ {header.get('typ')!r} is accepted")
-        run("critical headers", lambda: self._check_crit(header), "no crit header")
-        run("key id", lambda: self._check_kid(header), f"kid {header.get('kid')!r}")
-        header_ok = all(c.passed for c in checks)
-        verified = run("signature", lambda: self._verify(parsed), "verified with the configured keys") if header_ok else None
-        if not verified:
-            if not header_ok:
-                checks.append(Check("signature", None, "not checked: the header was refused"))
+        alg, typ, kid = header.get("alg"), header.get("typ"), header.get("kid")
+        allowed = ", ".join(s.algorithms)
+        run("algorithm", lambda: self._check_alg(header), f"{alg} is allowed ({allowed})",
+            f"alg {alg!r}; allowed: {allowed}")
+        run("type", lambda: self._check_typ(header), f"typ {typ!r} is accepted",
+            f"typ {typ!r}; accepted: {', '.join(s.accepted_types)}")
+        run("critical headers", lambda: self._check_crit(header), "no crit, b64 or enc header")
+        run("key id", lambda: self._check_kid(header), f"kid {kid!r}")
+        ignored = sorted(h for h in ("jku", "x5u", "jwk", "x5c") if h in header)
+        if ignored:
+            checks.append(Check("embedded keys", None, f"ignored, keys come only from configuration: {', '.join(ignored)}"))
+        header_ok = all(c.passed is not False for c in checks)
+        verified = None
+        if header_ok:
+            verified = run("signature", lambda: self._verify(parsed),
+                           f"verified with the configured key kid={kid!r}", f"kid={kid!r}, alg={alg}")
+        else:
+            checks.append(Check("signature", None, "not checked: the header was refused"))
+        if verified:
+            claims = verified[0]
+        else:
             try:
                 claims = _json_object(b64url_decode(parsed.payload_segment), "payload")
             except (ValueError, MalformedToken):
+                checks.append(Check("claims", None, "the payload is not a JSON object"))
                 return checks
-            checks.append(Check("claims", None, "shown unverified: " + json.dumps(claims, sort_keys=True)[:500]))
-        else:
-            claims = verified[0]
+            checks.append(Check("claims", None, "the signature was not verified; the claims below are unverified"))
         now = self._clock()
         for name, check in self._claim_checks:
-            run(name, lambda check=check: check(claims, now), "ok")  # type: ignore[misc]
+            ok, context = self._claim_context(name, claims, now)
+            run(name, lambda check=check: check(claims, now), ok, context)  # type: ignore[misc]
         return checks
+
+    def _claim_context(self, name: str, claims: Mapping[str, Any], now: float) -> tuple[str, str]:
+        """(detail when passed, context when failed) for one claim check in :meth:`explain`."""
+        s = self.settings
+
+        def when(key: str) -> str:
+            value = claims.get(key)
+            if not _is_number(value):
+                return f"{key} {value!r}"
+            seconds = float(value)  # type: ignore[arg-type]
+            try:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+            except (OverflowError, OSError, ValueError):
+                stamp = repr(value)
+            delta = int(seconds - now)
+            rel = f"in {delta} s" if delta >= 0 else f"{-delta} s ago"
+            return f"{key} {stamp} ({rel}, leeway {s.leeway} s)"
+
+        if name == "required claims":
+            missing = [c for c in s.required_claims if c not in claims]
+            return f"present: {', '.join(s.required_claims)}", f"missing: {', '.join(missing)}"
+        if name == "issuer":
+            trusted = ", ".join(s.issuers)
+            return f"iss {claims.get('iss')!r} is trusted", f"iss {claims.get('iss')!r}; trusted: {trusted}"
+        if name == "audience":
+            return (f"aud {claims.get('aud')!r} contains {s.audience!r}",
+                    f"aud {claims.get('aud')!r}; this service is {s.audience!r}")
+        if name == "expiry":
+            return (when("exp") if "exp" in claims else "no exp claim"), when("exp")
+        if name == "not before":
+            return (when("nbf") if "nbf" in claims else "no nbf claim"), when("nbf")
+        if name == "issued at":
+            return (when("iat") if "iat" in claims else "no iat claim"), when("iat")
+        return "ok", ""
 
     # -- steps ------------------------------------------------------------------------------
 

@@ -145,7 +145,8 @@ def client_address(environ: WSGIEnvironment, trusted_proxies: Iterable[str] = ()
     remote = str(environ.get("REMOTE_ADDR") or "unknown")
     if remote not in trusted:
         return remote
-    hops = [h.strip() for h in environ.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
+    forwarded_for = str(environ.get("HTTP_X_FORWARDED_FOR", ""))
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
     for hop in reversed(hops):
         if hop not in trusted:
             return hop[:64]

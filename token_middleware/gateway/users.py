@@ -11,13 +11,24 @@ What is trusted: the file (the operator's). Usernames and passwords come from cl
 only ever compared: the password through ``werkzeug.security.check_password_hash`` (salted hash,
 ``hmac.compare_digest``). An unknown username still costs one hash check against a dummy hash of
 the same method, so response time does not tell which usernames exist.
+
+Password hashes are slow on purpose (pbkdf2 with many rounds costs a good fraction of a second),
+and HTTP Basic sends the password on every request. So a successful check is remembered for
+``cache_ttl`` seconds under ``HMAC-SHA256(per-process random key, username NUL password)``: the
+process never keeps a password, and only the exact same credentials hit. Failures are never
+cached. The cache is bounded and per process.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
-from collections.abc import Mapping
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +53,23 @@ class User:
 class UserStore:
     """Users loaded once from a mapping or a file; :meth:`authenticate` checks a password."""
 
-    def __init__(self, users: Mapping[str, Any], *, source: str = "users") -> None:
+    def __init__(
+        self,
+        users: Mapping[str, Any],
+        *,
+        source: str = "users",
+        cache_ttl: float = 60.0,
+        max_cached: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.source = source
+        self.cache_ttl = cache_ttl
+        self.max_cached = max_cached
+        self.clock = clock
+        self._cache_key = secrets.token_bytes(32)
+        self._verified: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hash_checks = 0  # password hashes computed (for tests and metrics)
         self._hashes: dict[str, str] = {}
         self._users: dict[str, User] = {}
         if not isinstance(users, Mapping) or not users:
@@ -127,10 +153,27 @@ class UserStore:
         """The user when ``password`` is right, else ``None``; as slow for unknown usernames."""
         if len(password) > MAX_PASSWORD_LENGTH or len(username) > MAX_USERNAME_LENGTH:
             return None
+        digest = hmac.new(
+            self._cache_key,
+            f"{username}\0{password}".encode("utf-8", "surrogatepass"),
+            hashlib.sha256,
+        ).digest()
+        now = self.clock()
+        with self._lock:
+            hit = self._verified.get(digest)
+            if hit is not None and hit[1] > now and hit[0] == username:
+                return self._users.get(username)
         stored = self._hashes.get(username)
+        self.hash_checks += 1
         if stored is None:
             check_password_hash(self._dummy_hash, password)
             return None
-        if check_password_hash(stored, password):
-            return self._users[username]
-        return None
+        if not check_password_hash(stored, password):
+            return None
+        if self.cache_ttl > 0:
+            with self._lock:
+                self._verified[digest] = (username, now + self.cache_ttl)
+                self._verified.move_to_end(digest)
+                while len(self._verified) > self.max_cached:
+                    self._verified.popitem(last=False)
+        return self._users[username]

@@ -1,0 +1,94 @@
+"""Scope decorators for Django function views: ``require_scopes``, ``require_any_scope``, ``require_token``.
+
+Trusted: only ``request.access_token``, set by :class:`~.middleware.TokenMiddleware`; a decorator
+never reads headers itself. Without a token the view answers 401 with the plain
+``Bearer realm="…"`` challenge; with a token lacking scopes, 403 ``insufficient_scope`` with
+``scope="…"``. ``OPTIONS`` without a token passes (CORS preflight). Sync and async views are
+both supported; for class-based views use ``method_decorator`` or
+:class:`~.mixins.ScopesRequiredMixin`.
+
+    @require_scopes("customers:read")
+    def customer(request, pk): ...
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from asgiref.sync import iscoroutinefunction
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+
+from ..errors import BearerError
+from ..scopes import check_scopes, normalise_required
+from .conf import MIDDLEWARE_PATH, Runtime
+from .middleware import REQUEST_RUNTIME_ATTR
+from .responses import bearer_error_response
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def denial(request: HttpRequest, required: tuple[str, ...], any_of: bool) -> HttpResponse | None:
+    """The RFC 6750 response refusing ``request``, or ``None`` when it may proceed."""
+    runtime: Runtime | None = getattr(request, REQUEST_RUNTIME_ATTR, None)
+    if runtime is None:
+        raise ImproperlyConfigured(
+            f"token_middleware: the scope decorators need {MIDDLEWARE_PATH!r} in MIDDLEWARE"
+        )
+    token = getattr(request, "access_token", None)
+    if token is None and request.method == "OPTIONS":
+        return None
+    try:
+        check_scopes(token, required, any_of=any_of)
+    except BearerError as err:
+        return bearer_error_response(request, err, runtime.realm)
+    return None
+
+
+def _guard(required: tuple[str, ...], any_of: bool) -> Callable[[F], F]:
+    def decorator(view: F) -> F:
+        if iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                refused = denial(request, required, any_of)
+                if refused is not None:
+                    return refused
+                return await view(request, *args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            refused = denial(request, required, any_of)
+            if refused is not None:
+                return refused
+            return view(request, *args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def require_scopes(*scopes: str) -> Callable[[F], F]:
+    """Require a valid token carrying every one of ``scopes``."""
+    return _guard(normalise_required(scopes), any_of=False)
+
+
+def require_any_scope(*scopes: str) -> Callable[[F], F]:
+    """Require a valid token carrying at least one of ``scopes``."""
+    if not scopes:
+        raise TypeError("require_any_scope() needs at least one scope")
+    return _guard(normalise_required(scopes), any_of=True)
+
+
+@overload
+def require_token(view: None = None) -> Callable[[F], F]: ...
+@overload
+def require_token(view: F) -> F: ...
+def require_token(view: F | None = None) -> F | Callable[[F], F]:
+    """Require a valid token, whatever its scopes. Use as ``@require_token()`` or ``@require_token``."""
+    decorator: Callable[[F], F] = _guard((), any_of=False)
+    return decorator if view is None else decorator(view)
