@@ -86,7 +86,8 @@ def propagating_session(
     """A new session that carries the current token to ``forward_to`` hosts on every call.
 
     ``forward_to=None`` reads ``TOKEN_MIDDLEWARE_FORWARD_TO`` from the environment now. An
-    explicit ``Authorization`` header, or ``auth=`` on a call, takes precedence. Sessions are
-    cheap to share: the token is read per call, never stored.
+    explicit ``Authorization`` header, or ``auth=`` on a call, takes precedence. Since the session
+    has an auth of its own, ``~/.netrc`` credentials are not looked up for its calls. Share one
+    session between threads and requests: the token is read per call, never stored.
     """
     return PropagatingSession(forward_to)
