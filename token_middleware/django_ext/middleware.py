@@ -46,18 +46,18 @@ def _credentials(request: HttpRequest) -> tuple[str | None, str]:
 
 def _attach(request: HttpRequest, token: AccessToken | None, runtime: Runtime) -> None:
     setattr(request, REQUEST_RUNTIME_ATTR, runtime)
-    request.access_token = token  # type: ignore[attr-defined]
+    setattr(request, "access_token", token)
     if token is None:
         return
     previous = getattr(request, "user", None)
     if previous is None:
-        request.user = TokenUser(token)  # type: ignore[attr-defined]
+        setattr(request, "user", TokenUser(token))
         return
 
     def pick() -> Any:
         return previous if previous.is_authenticated else TokenUser(token)
 
-    request.user = SimpleLazyObject(pick)  # type: ignore[attr-defined]
+    setattr(request, "user", SimpleLazyObject(pick))
 
 
 def _on_close(response: HttpResponseBase, callback: Callable[[], None]) -> None:

@@ -4,7 +4,7 @@ Fixtures:
 
 ``token_issuer``
     A :class:`~token_middleware.testing.LocalIssuer` with generated keys and its JWKS in a
-    temporary file (session-scoped). Point your app at it with
+    temporary file (keys generated once per session). Point your app at it with
     :func:`~token_middleware.testing.configure_flask` or
     :func:`~token_middleware.testing.override_django_settings`; no network is used.
 ``make_token``
@@ -13,7 +13,7 @@ Fixtures:
     ``unknown_key=True`` … give the usual bad variants.
 ``token_audience`` / ``token_issuer_url``
     The audience and issuer URL ``token_issuer`` uses; override them in your ``conftest.py``
-    (session scope) to match your service, e.g. ``"orders-service"``.
+    (any scope) to match your service, e.g. ``"orders-service"``.
 
 This module is imported in every pytest run of an environment where token-middleware is
 installed, so it imports nothing heavy at module level and no web framework at all.
@@ -21,6 +21,7 @@ installed, so it imports nothing heavy at module level and no web framework at a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from . import LocalIssuer
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def token_audience() -> str:
     """The audience of ``token_issuer``: your service's ``AUDIENCE``."""
     from . import DEFAULT_AUDIENCE
@@ -38,7 +39,7 @@ def token_audience() -> str:
     return DEFAULT_AUDIENCE
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def token_issuer_url() -> str:
     """The ``iss`` of tokens from ``token_issuer``."""
     from . import DEFAULT_ISSUER_URL
@@ -47,15 +48,17 @@ def token_issuer_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def token_issuer(
-    tmp_path_factory: pytest.TempPathFactory, token_issuer_url: str, token_audience: str
-) -> LocalIssuer:
-    """A local issuer with generated keys; its JWKS file is ``token_issuer.jwks_path``."""
+def token_issuer_keys(tmp_path_factory: pytest.TempPathFactory) -> LocalIssuer:
+    """The keys (and JWKS file) behind ``token_issuer``, generated once per session."""
     from . import create_issuer
 
-    return create_issuer(
-        tmp_path_factory.mktemp("token-issuer"), url=token_issuer_url, audience=token_audience
-    )
+    return create_issuer(tmp_path_factory.mktemp("token-issuer"))
+
+
+@pytest.fixture
+def token_issuer(token_issuer_keys: LocalIssuer, token_issuer_url: str, token_audience: str) -> LocalIssuer:
+    """A local issuer with generated keys; its JWKS file is ``token_issuer.jwks_path``."""
+    return dataclasses.replace(token_issuer_keys, url=token_issuer_url, audience=token_audience)
 
 
 @pytest.fixture
