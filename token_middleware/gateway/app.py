@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from werkzeug.exceptions import HTTPException
-from werkzeug.http import parse_cookie
+from werkzeug.sansio.http import parse_cookie
 from werkzeug.wrappers import Request, Response
 
 from . import pages
@@ -155,6 +155,10 @@ class Gateway:
             "/": (frozenset({"GET", "HEAD"}), self.index),
         }
 
+    def close(self) -> None:
+        """Release the upstream connection pool (tests; gunicorn just exits)."""
+        self.proxy.close()
+
     # -- dispatch -----------------------------------------------------------------------------
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -245,7 +249,11 @@ class Gateway:
 
     @staticmethod
     def _cookies(environ: WSGIEnvironment) -> dict[str, str]:
-        return dict(parse_cookie(environ))
+        # WSGI gives headers as latin-1 text; bytes that are not UTF-8 become U+FFFD rather than
+        # an exception (werkzeug.http.parse_cookie(environ) raises on them).
+        raw = str(environ.get("HTTP_COOKIE", ""))
+        text = raw.encode("latin-1", "replace").decode("utf-8", "replace")
+        return dict(parse_cookie(text))
 
     def _same_origin(self, environ: WSGIEnvironment) -> bool:
         if environ.get("HTTP_SEC_FETCH_SITE") == "same-origin":
@@ -364,7 +372,7 @@ class Gateway:
 
     def _csrf(self, request: Request) -> tuple[str, str | None]:
         """The CSRF form token and, when the cookie is missing, the new nonce to set."""
-        nonce = request.cookies.get(self.csrf_cookie)
+        nonce = self._cookies(request.environ).get(self.csrf_cookie)
         if nonce and len(nonce) <= 128:
             return self.sessions.csrf_token(nonce), None
         nonce = self.sessions.new_nonce()
@@ -392,7 +400,7 @@ class Gateway:
     def login(self, request: Request) -> Response:
         """``GET``: the form. ``POST``: check CSRF, the limiter and the password; set the cookie."""
         if request.method != "POST":
-            if self.sessions.decode(request.cookies.get(self.session_cookie)) is not None:
+            if self.sessions.decode(self._cookies(request.environ).get(self.session_cookie)) is not None:
                 return _redirect("/app")
             token, new_nonce = self._csrf(request)
             return self._html(pages.login_page(token), new_nonce=new_nonce)
@@ -407,7 +415,8 @@ class Gateway:
             response.headers["Retry-After"] = str(wait)
             return response
         form = request.form
-        if not self.sessions.csrf_valid(request.cookies.get(self.csrf_cookie), form.get("csrf_token")):
+        nonce = self._cookies(request.environ).get(self.csrf_cookie)
+        if not self.sessions.csrf_valid(nonce, form.get("csrf_token")):
             token, new_nonce = self._csrf(request)
             return self._html(
                 pages.login_page(token, error="The form expired. Please sign in again."),
@@ -445,7 +454,7 @@ class Gateway:
     def logout(self, request: Request) -> Response:
         """Forget the session cookie (CSRF-protected, so no page can sign a user out)."""
         if not self.sessions.csrf_valid(
-            request.cookies.get(self.csrf_cookie), request.form.get("csrf_token")
+            self._cookies(request.environ).get(self.csrf_cookie), request.form.get("csrf_token")
         ):
             return self._html(
                 pages.message_page("Sign-out refused", "The form expired; reload the page."), status=403
@@ -462,7 +471,7 @@ class Gateway:
 
     def app_page(self, request: Request) -> Response:
         """The demo page; without a session, a redirect to the login form."""
-        session = self.sessions.decode(request.cookies.get(self.session_cookie))
+        session = self.sessions.decode(self._cookies(request.environ).get(self.session_cookie))
         if session is None or session.username not in self.users:
             return _redirect("/login")
         token, new_nonce = self._csrf(request)

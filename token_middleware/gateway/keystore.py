@@ -2,8 +2,9 @@
 
 Layout of the keys directory (created ``0700``; every file ``0600``)::
 
-    state.json          {"current": {"kid", "alg", "file"}, "previous": [{"kid", "jwk", "drop_after"}]}
-    key-<kid>.pem       the current private key (PKCS#8 PEM); retired private keys are deleted
+    state.json          {"current": {"kid", "alg", "file", "jwk"}, "next": {...same...},
+                         "previous": [{"kid", "jwk", "drop_after"}], "max_token_ttl": 300}
+    key-<kid>.pem       the current and the next private key (PKCS#8 PEM); retired ones are deleted
     session-secret      32 random bytes: the HMAC key of the session cookie and CSRF tokens
     .lock               fcntl lock: exclusive while creating or rotating, shared while reading
 
@@ -12,11 +13,14 @@ here reads a request.
 
 Every worker of a gateway must sign with the same key, so the first process creates it under the
 exclusive lock and publishes it with an atomic rename; the others wait on the lock and load it.
-:meth:`KeyStore.rotate` makes a new current key and keeps the previous public key in the JWKS
-until every token it signed has expired (``token_ttl`` + a margin that covers validator leeway
-and the time other workers take to notice). Workers notice a rotation done by another process
-by a ``stat`` of ``state.json`` at most once per ``check_interval`` seconds, and switch without a
-restart.
+Keys are published before they sign: the JWKS always holds the *next* key too, so services
+that fetched the key set at any time since the last rotation already know the key that
+:meth:`KeyStore.rotate` promotes, and need no refetch (which they throttle to one per
+``JWKS_MIN_REFRESH_SECONDS``). Rotation promotes the next key, makes a new next key, and keeps
+the previous public key in the JWKS until every token it signed has expired (``token_ttl`` + a
+margin that covers validator leeway and the time other workers take to notice). Workers notice
+a rotation done by another process by a ``stat`` of ``state.json`` at most once per
+``check_interval`` seconds, and switch without a restart.
 
 Example::
 
@@ -52,6 +56,7 @@ LOCK_FILE = ".lock"
 #: Seconds a retired public key stays published beyond ``token_ttl``: validator leeway (30 s by
 #: default), the check interval of other workers, and slack for slow call chains.
 RETENTION_MARGIN = 120
+DEFAULT_ALG = "ES256"
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class RetiredKey:
 @dataclass(frozen=True)
 class _Loaded:
     current: SigningKey
+    next_jwk: dict[str, Any] | None
     previous: tuple[RetiredKey, ...]
     signature: tuple[int, int, int]
 
@@ -73,15 +79,19 @@ class _Loaded:
 class KeyStore:
     """Signing keys in ``directory``: created on first use, rotated on request, shared on disk.
 
-    ``alg`` and ``token_ttl`` are the gateway's settings. If the stored current key has another
-    algorithm than ``alg``, the store rotates once to a key of the configured algorithm.
-    ``clock`` (wall time) and ``check_interval`` are injectable for tests.
+    ``alg`` is the gateway's algorithm: a new directory gets a key of that algorithm (``ES256``
+    when ``None``); if the stored current key has another one, the store rotates once to a key of
+    ``alg``. ``None`` (what ``token-middleware rotate-keys`` uses) keeps the stored algorithm.
+    ``token_ttl`` is the lifetime of the tokens signed; the largest ``token_ttl`` any gateway has
+    opened the directory with is recorded, so a rotation by a tool that does not know the
+    gateway's setting still keeps old keys long enough. ``clock`` (wall time) and
+    ``check_interval`` are injectable for tests.
     """
 
     def __init__(
         self,
         directory: str | os.PathLike[str],
-        alg: str = "ES256",
+        alg: str | None = None,
         token_ttl: int = 300,
         *,
         check_interval: float = 1.0,
@@ -113,9 +123,12 @@ class KeyStore:
         return tuple(k for k in self._state().previous if k.drop_after > now)
 
     def jwks(self) -> dict[str, Any]:
-        """The JWKS document: the current public key first, then retired ones still needed."""
+        """The JWKS document: the current public key first, then the next key (published ahead
+        of use), then retired ones whose tokens may still be alive."""
         state = self._state()
         keys = [dict(state.current.public_jwk())]
+        if state.next_jwk is not None:
+            keys.append(dict(state.next_jwk))
         keys.extend(dict(k.jwk) for k in self.previous())
         return {"keys": keys}
 
@@ -172,7 +185,9 @@ class KeyStore:
                 RetiredKey(p["kid"], dict(p["jwk"]), float(p["drop_after"]))
                 for p in state.get("previous", [])
             )
-        return _Loaded(key, previous, signature)
+            upcoming = state.get("next")
+            next_jwk = dict(upcoming["jwk"]) if isinstance(upcoming, dict) else None
+        return _Loaded(key, next_jwk, previous, signature)
 
     def _read_state(self) -> dict[str, Any]:
         try:
@@ -226,13 +241,33 @@ class KeyStore:
 
     def _ensure_key(self) -> None:
         if not (self.directory / STATE_FILE).exists():
-            key = SigningKey.generate(self.alg)
+            key = SigningKey.generate(self.alg or DEFAULT_ALG)
+            upcoming = SigningKey.generate(key.alg)
             self._write_private(key)
-            self._write_state({"current": self._entry(key), "previous": []})
+            self._write_private(upcoming)
+            self._write_state(
+                {
+                    "current": self._entry(key),
+                    "next": self._entry(upcoming),
+                    "previous": [],
+                    "max_token_ttl": self.token_ttl,
+                }
+            )
             log.info("gateway signing key created: kid=%s alg=%s", key.kid, key.alg)
             return
         state = self._read_state()
-        if state["current"].get("alg") != self.alg:
+        changed = False
+        if int(state.get("max_token_ttl", 0)) < self.token_ttl:
+            state["max_token_ttl"] = self.token_ttl
+            changed = True
+        if not isinstance(state.get("next"), dict):  # a directory from before next keys
+            upcoming = SigningKey.generate(state["current"]["alg"])
+            self._write_private(upcoming)
+            state["next"] = self._entry(upcoming)
+            changed = True
+        if changed:
+            self._write_state(state)
+        if self.alg is not None and state["current"].get("alg") != self.alg:
             log.warning(
                 "gateway key algorithm changed from %s to %s: rotating",
                 state["current"].get("alg"),
@@ -250,22 +285,42 @@ class KeyStore:
         old_pem_path = self.directory / old["file"]
         old_key = SigningKey.from_pem(old_pem_path.read_bytes(), old["alg"], kid=old["kid"])
         now = self.clock()
-        drop_after = now + self.token_ttl + RETENTION_MARGIN
+        ttl = max(self.token_ttl, int(state.get("max_token_ttl", 0)))
+        drop_after = now + ttl + RETENTION_MARGIN
         previous = [p for p in state.get("previous", []) if float(p["drop_after"]) > now]
         previous.insert(
             0, {"kid": old_key.kid, "jwk": dict(old_key.public_jwk()), "drop_after": drop_after}
         )
-        key = SigningKey.generate(self.alg)
-        self._write_private(key)
-        self._write_state({"current": self._entry(key), "previous": previous})
-        with contextlib.suppress(FileNotFoundError):
-            old_pem_path.unlink()
+        alg = self.alg or old["alg"]
+        upcoming = state.get("next")
+        stale_files = [old_pem_path]
+        if isinstance(upcoming, dict) and upcoming.get("alg") == alg:
+            next_path = self.directory / upcoming["file"]
+            key = SigningKey.from_pem(next_path.read_bytes(), alg, kid=upcoming["kid"])
+        else:  # no published next key of the wanted algorithm: a fresh one (and drop the unused)
+            if isinstance(upcoming, dict):
+                stale_files.append(self.directory / upcoming["file"])
+            key = SigningKey.generate(alg)
+            self._write_private(key)
+        new_next = SigningKey.generate(alg)
+        self._write_private(new_next)
+        self._write_state(
+            {
+                "current": self._entry(key),
+                "next": self._entry(new_next),
+                "previous": previous,
+                "max_token_ttl": ttl,
+            }
+        )
+        for path in stale_files:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
         log.info("gateway signing key rotated: kid=%s -> kid=%s", old_key.kid, key.kid)
         return key
 
     @staticmethod
-    def _entry(key: SigningKey) -> dict[str, str]:
-        return {"kid": key.kid, "alg": key.alg, "file": _pem_name(key.kid)}
+    def _entry(key: SigningKey) -> dict[str, Any]:
+        return {"kid": key.kid, "alg": key.alg, "file": _pem_name(key.kid), "jwk": key.public_jwk()}
 
     def _write_private(self, key: SigningKey) -> None:
         pem = key.private_pem()

@@ -233,6 +233,10 @@ class Proxy:
         )
         self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
 
+    def close(self) -> None:
+        """Close the pooled upstream connections."""
+        self.pool.clear()
+
     def route_for(self, path: str) -> Route | None:
         """The route with the longest matching prefix, or None."""
         best: Route | None = None
@@ -296,7 +300,11 @@ class Proxy:
         except Urllib3Timeout as exc:
             log.warning("upstream %s timed out (request %s): %s", route.prefix, rid, type(exc).__name__)
             return json_response(
-                start_response, 504, "gateway_timeout", "the upstream service did not answer in time", rid_header
+                start_response,
+                504,
+                "gateway_timeout",
+                "the upstream service did not answer in time",
+                rid_header,
             )
         except Urllib3Error as exc:
             log.warning("upstream %s failed (request %s): %s", route.prefix, rid, type(exc).__name__)
