@@ -51,6 +51,8 @@ class VerificationKey:
     kid: str | None
     alg: str
     key: _jose.JoseKey
+    #: What the key was built from (canonical JWK JSON and alg), to reuse it across refetches.
+    material: str = ""
 
     def __repr__(self) -> str:
         return f"VerificationKey(kid={self.kid!r}, alg={self.alg!r})"
@@ -87,6 +89,7 @@ class KeySet:
         self._index = {k: tuple(v) for k, v in index.items()}
         self._by_alg = {k: tuple(v) for k, v in by_alg.items()}
         self._members = frozenset(id(vk) for vk in self.keys)
+        self._by_material = {vk.material: vk for vk in self.keys if vk.material}
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -96,20 +99,25 @@ class KeySet:
         return frozenset(vk.kid for vk in self.keys if vk.kid is not None)
 
     def find(self, kid: str | None, alg: str) -> tuple[VerificationKey, ...]:
-        """Candidates for a token: by ``kid`` when it has one, else every key for ``alg``."""
+        """Candidates for a token: by ``kid`` when it has one, else every key for ``alg``.
+
+        A token's ``kid`` that no key has falls back to the keys without a ``kid`` (a PEM file,
+        a JWK that names none): ``kid`` is optional in RFC 7517.
+        """
         if kid is None:
             return self._by_alg.get(alg, ())
-        return self._index.get((kid, alg), ())
+        return self._index.get((kid, alg)) or self._index.get((None, alg), ())
 
     def contains(self, key: VerificationKey) -> bool:
         return id(key) in self._members
 
     @classmethod
-    def from_jwks(cls, document: Any, algorithms: Iterable[str]) -> KeySet:
+    def from_jwks(cls, document: Any, algorithms: Iterable[str], previous: KeySet | None = None) -> KeySet:
         """Keys from a JWKS document (``{"keys": [...]}``) or a single JWK.
 
         Keys that are not for signatures, of an unknown type, or for no allowed algorithm are
-        skipped; a document that is not a JWKS raises ``ValueError``.
+        skipped; a document that is not a JWKS raises ``ValueError``. Keys unchanged since
+        ``previous`` are reused as they are, so tokens they verified stay cached.
         """
         if isinstance(document, Mapping) and "keys" in document:
             entries = document["keys"]
@@ -126,12 +134,21 @@ class KeySet:
                 continue
             if jwk.get("use", "sig") != "sig":
                 continue
+            key_ops = jwk.get("key_ops")
+            if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+                continue  # RFC 7517 §4.3: not a verification key
             kid = jwk.get("kid")
             if kid is not None and not isinstance(kid, str):
                 continue
+            canonical = json.dumps(jwk, sort_keys=True, separators=(",", ":"))
             for alg in _algorithms_for_jwk(jwk, algs):
+                material = f"{alg} {canonical}"
+                reused = previous._by_material.get(material) if previous is not None else None
+                if reused is not None:
+                    keys.append(reused)
+                    continue
                 try:
-                    keys.append(VerificationKey(kid, alg, _jose.build_key(jwk, alg)))
+                    keys.append(VerificationKey(kid, alg, _jose.build_key(jwk, alg), material))
                 except ConfigurationError as exc:
                     log.warning("skipping unusable key kid=%r alg=%s: %s", kid, alg, exc)
         return cls(keys)
@@ -378,8 +395,8 @@ class RemoteKeySource:
 
     def _refresh(self, now: float, *, force: bool) -> _State | None:
         """Fetch unless throttled; concurrent callers wait for one fetch and share its result."""
-        if self._throttled(now):
-            return self._state
+        if self._throttled(now) and not self._lock.locked():
+            return self._state  # no fetch in flight: answer at once with what we have
         with self._lock:
             # Another thread may have fetched while we waited for the lock.
             if self._throttled(self._clock()):
@@ -396,7 +413,7 @@ class RemoteKeySource:
         try:
             url = self.jwks_url or self._discover()
             document, cache_control = self._fetch(url, self.timeout)
-            keyset = KeySet.from_jwks(document, self.algorithms)
+            keyset = KeySet.from_jwks(document, self.algorithms, self.keyset)
             if not keyset:
                 raise FetchError("the key set has no key usable with the allowed algorithms")
         except (FetchError, ValueError) as exc:

@@ -122,8 +122,14 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
     return value
 
 
+_MAX_TIME = 2**53  # JSON's safe-integer range; also keeps float() and time functions safe
+
+
 def _is_number(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
+    """A JSON number usable as a NumericDate: not a bool, not a string, finite and in range."""
+    if type(value) is int:
+        return -_MAX_TIME <= value <= _MAX_TIME
+    return type(value) is float and math.isfinite(value) and -_MAX_TIME <= value <= _MAX_TIME
 
 
 @dataclass(frozen=True)
@@ -391,7 +397,7 @@ class TokenValidator:
                 raise UnsupportedSerialization("encrypted tokens (JWE) are not accepted")
             raise MalformedToken()
         header_segment, payload_segment, signature_segment = raw.split(".")
-        if not header_segment or not payload_segment:
+        if not header_segment or not payload_segment or not raw.isascii():
             raise MalformedToken()
         if not signature_segment:
             raise InvalidSignature("the token is not signed")
