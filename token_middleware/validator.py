@@ -67,9 +67,9 @@ from .token import AccessToken
 
 log = logging.getLogger("token_middleware.validator")
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _INDEX = {c: i for i, c in enumerate(_ALPHABET)}
+_ALPHABET_BYTES = _ALPHABET.encode()
 _new = object.__new__
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _TIME_CLAIMS = ("exp", "nbf", "iat")
@@ -79,9 +79,13 @@ _STRING_CLAIMS = ("sub", "client_id", "jti")
 
 def b64url_decode(segment: str) -> bytes:
     """Strict RFC 7515 base64url: no padding, no other characters, canonical trailing bits."""
-    if not _B64URL.fullmatch(segment):
+    try:
+        data = segment.encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError("not base64url") from None
+    if data.translate(None, _ALPHABET_BYTES):  # anything left is outside the alphabet
         raise ValueError("not base64url")
-    rem = len(segment) % 4
+    rem = len(data) % 4
     if rem == 1:
         raise ValueError("impossible base64url length")
     if rem:
@@ -89,12 +93,9 @@ def b64url_decode(segment: str) -> bytes:
         mask = 0x0F if rem == 2 else 0x03
         if _INDEX[segment[-1]] & mask:
             raise ValueError("non-canonical base64url")
-        segment += "=" * (4 - rem)
-    try:
-        # Safe without strict mode: the regex above already refused every other character.
-        return binascii.a2b_base64(segment.encode("ascii").translate(_TO_STANDARD))
-    except binascii.Error:
-        raise ValueError("not base64url") from None
+        data += b"=" * (4 - rem)
+    # Safe without strict mode: every character was checked against the alphabet above.
+    return binascii.a2b_base64(data.translate(_TO_STANDARD))
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -122,6 +123,7 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
     return value
 
 
+_ABSENT = object()
 _MAX_TIME = 2**53  # JSON's safe-integer range; also keeps float() and time functions safe
 
 
@@ -210,6 +212,7 @@ class TokenValidator:
         self._issuers = frozenset(settings.issuers)
         self._algorithms = frozenset(settings.algorithms)
         self._accepted_types = frozenset(settings.accepted_types)
+        self._scope_claims = settings.scope_claims
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._cache_lock = threading.Lock()
         # Header segments that already passed check_header(): most tokens of one issuer share
@@ -224,6 +227,7 @@ class TokenValidator:
             ("not before", self._check_nbf),
             ("issued at", self._check_iat),
         )
+        self._claim_fns = tuple(fn for _name, fn in self._claim_checks)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> TokenValidator:
@@ -237,6 +241,11 @@ class TokenValidator:
 
     def authenticate(self, authorization: str | None, query_string: str | None = None) -> AccessToken | None:
         """The validated token of a request, or ``None`` when it carries no bearer credential."""
+        if authorization is not None and authorization[:7] == "Bearer " and not self.settings.allow_query_token:
+            # Fast path: a string that is in the verified cache is a well-formed b64token.
+            entry = self._cache.get(authorization[7:])
+            if entry is not None and self._fresh(entry, self._clock()):
+                return entry.token
         raw = extract_token(authorization, query_string, allow_query=self.settings.allow_query_token)
         return None if raw is None else self.validate(raw)
 
@@ -261,7 +270,7 @@ class TokenValidator:
         now = self._clock()
         entry = self._cache.get(raw) if self.cache_size else None
         if entry is not None:
-            if now <= entry.expires_at and self._source_for(entry.token.issuer).contains(entry.key):
+            if self._fresh(entry, now):
                 with self._cache_lock:
                     if raw in self._cache:
                         self._cache.move_to_end(raw)
@@ -270,7 +279,7 @@ class TokenValidator:
 
         parsed = self.parse(raw, self._headers)
         claims, key = self._verify(parsed)
-        for _name, check in self._claim_checks:
+        for check in self._claim_fns:
             check(claims, now)
         token = self._build(raw, claims, parsed.header)
         if self.cache_size:
@@ -415,7 +424,7 @@ class TokenValidator:
                 if len(checked_headers) >= _HEADER_CACHE_SIZE:
                     checked_headers.clear()
                 checked_headers[header_segment] = header
-        return Parsed(header, f"{header_segment}.{payload_segment}".encode("ascii"), payload_segment, signature)
+        return Parsed(header, raw[: raw.rindex(".")].encode("ascii"), payload_segment, signature)
 
     def check_header(self, header: Mapping[str, Any]) -> None:
         self._check_crit(header)
@@ -487,7 +496,9 @@ class TokenValidator:
     def _check_types(self, claims: dict[str, Any], now: float) -> None:
         for name in _TIME_CLAIMS:
             # A present-but-null claim is a wrong type too (never "does not expire").
-            if name in claims and not _is_number(claims[name]):
+            value = claims.get(name, _ABSENT)
+            if value is not _ABSENT and not (type(value) is int and -_MAX_TIME <= value <= _MAX_TIME) \
+                    and not _is_number(value):
                 raise InvalidClaim(f"the {name} claim must be a number", claim=name)
         for name in _STRING_CLAIMS:
             if name in claims and type(claims[name]) is not str:
@@ -544,7 +555,7 @@ class TokenValidator:
         token.__dict__.update(
             claims=claims,
             subject=sub if isinstance(sub, str) else "",
-            scopes=parse_scopes(claims, self.settings.scope_claims),
+            scopes=parse_scopes(claims, self._scope_claims),
             client_id=claims.get("client_id"),
             issuer=claims.get("iss", ""),
             audience=(aud,) if isinstance(aud, str) else tuple(aud or ()),
@@ -567,6 +578,9 @@ class TokenValidator:
             self._cache.move_to_end(raw)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
+
+    def _fresh(self, entry: _Entry, now: float) -> bool:
+        return now <= entry.expires_at and self._source_for(entry.token.issuer).contains(entry.key)
 
     def _evict(self, raw: str) -> None:
         with self._cache_lock:
