@@ -262,7 +262,12 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_rotate_keys(args: argparse.Namespace, out: TextIO) -> int:
     from .gateway.keystore import KeyStore
 
-    store = KeyStore(Path(args.keys_dir))
+    keys_dir = Path(args.keys_dir)
+    if not keys_dir.is_dir():
+        raise CommandError(f"{keys_dir} does not exist; give the gateway's GATEWAY_KEYS_DIR")
+    # The same algorithm and token lifetime as the gateway's, so the store does not switch
+    # algorithms or drop the previous key too early.
+    store = KeyStore(keys_dir, alg=args.alg, token_ttl=args.token_ttl)
     result = store.rotate()
     kid = getattr(result, "kid", None)
     out.write(
@@ -392,6 +397,11 @@ def _print_demo_banner(out: TextIO, stack: Any, *, nginx_port: int | None) -> No
 # --- argument parsing ---------------------------------------------------------------------------
 
 
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value.isdigit() else default
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="token-middleware",
@@ -433,6 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rotate-keys", help="rotate the gateway's signing key")
     p.add_argument("--keys-dir", required=True, help="the gateway's GATEWAY_KEYS_DIR")
+    p.add_argument("--alg", type=str.upper, choices=("ES256", "RS256"),
+                   default=(os.environ.get("GATEWAY_ALG") or "ES256").upper(),
+                   help="the gateway's GATEWAY_ALG (default: $GATEWAY_ALG or ES256)")
+    p.add_argument("--token-ttl", type=int, default=_env_int("GATEWAY_TOKEN_TTL", 300),
+                   help="the gateway's GATEWAY_TOKEN_TTL (default: $GATEWAY_TOKEN_TTL or 300)")
     p.set_defaults(func=cmd_rotate_keys)
 
     p = sub.add_parser("demo", help="run gateway, orders and customers under gunicorn")

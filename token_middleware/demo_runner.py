@@ -51,9 +51,14 @@ class DemoError(RuntimeError):
 
 
 def port_is_free(host: str, port: int) -> bool:
-    """True when ``host:port`` can be bound right now (no one is listening there)."""
+    """True when a server could listen on ``host:port`` now (as gunicorn and nginx bind it).
+
+    ``SO_REUSEADDR`` as they use it: connections of a stopped server lingering in TIME_WAIT do
+    not make the port busy, a listening socket does.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

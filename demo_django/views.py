@@ -1,0 +1,53 @@
+"""Views of the customers service.
+
+- ``GET /customers/whoami`` (any valid token): the identity as this service saw it;
+- ``GET /customers/<id>`` (``customers:read``): a customer record. There is no database: any id
+  gets a deterministic record, so the demo needs no fixtures.
+
+What is trusted: only ``request.access_token``, set by the token middleware after validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+
+from token_middleware.django_ext.decorators import require_scopes, require_token
+
+KNOWN_NAMES = {"alice": "Alice Liddell", "bob": "Bob Marley"}
+TIERS = ("bronze", "silver", "gold")
+SAFE_METHODS = ("GET", "HEAD")
+
+
+@require_token
+def whoami(request: HttpRequest) -> HttpResponse:
+    if request.method not in SAFE_METHODS:
+        return HttpResponseNotAllowed(list(SAFE_METHODS))
+    token = request.access_token
+    return JsonResponse(
+        {
+            "service": "customers",
+            "sub": token.subject,
+            "client_id": token.client_id,
+            "scopes": sorted(token.scopes),
+        }
+    )
+
+
+def customer_record(customer_id: str) -> dict[str, str]:
+    """The same record for the same id, in every process."""
+    digest = hashlib.sha256(customer_id.encode()).digest()
+    return {
+        "id": customer_id,
+        "name": KNOWN_NAMES.get(customer_id, customer_id.replace("-", " ").title()),
+        "email": f"{customer_id}@example.test",
+        "tier": TIERS[digest[0] % len(TIERS)],
+    }
+
+
+@require_scopes("customers:read")
+def customer(request: HttpRequest, customer_id: str) -> HttpResponse:
+    if request.method not in SAFE_METHODS:
+        return HttpResponseNotAllowed(list(SAFE_METHODS))
+    return JsonResponse(customer_record(customer_id))

@@ -1,0 +1,160 @@
+"""``token-middleware keygen | mint | inspect``: real keys, real tokens, the CLI's own output."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from token_middleware.cli import main
+
+ISSUER = "https://issuer.test"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.fixture(params=["ES256", "RS256"])
+def keys(request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    status, out, _ = run(capsys, "keygen", "--alg", request.param, "--out-dir", str(tmp_path))
+    assert status == 0 and "kid" in out
+    return tmp_path
+
+
+def mint(capsys: pytest.CaptureFixture[str], keys: Path, *extra: str) -> str:
+    status, out, err = run(
+        capsys, "mint", "--key", str(keys / "private.pem"), "--iss", ISSUER, "--sub", "alice",
+        "--aud", "orders-service", "--aud", "customers-service", "--scope", "orders:read", *extra,
+    )
+    assert status == 0, err
+    return out.strip()
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256"])
+def test_keygen_to_stdout_prints_a_private_pem_and_a_public_jwks(
+    capsys: pytest.CaptureFixture[str], alg: str
+) -> None:
+    status, out, _ = run(capsys, "keygen", "--alg", alg)
+
+    pem, _, jwks_text = out.partition("-----END PRIVATE KEY-----\n")
+    jwks = json.loads(jwks_text)
+    assert status == 0
+    assert pem.startswith("-----BEGIN PRIVATE KEY-----")
+    assert [k["alg"] for k in jwks["keys"]] == [alg]
+    assert all(private not in jwks["keys"][0] for private in ("d", "p", "q"))
+
+
+def test_keygen_out_dir_writes_a_private_key_only_its_owner_can_read(keys: Path) -> None:
+    mode = stat.S_IMODE((keys / "private.pem").stat().st_mode)
+
+    assert mode == 0o600
+    assert json.loads((keys / "jwks.json").read_text())["keys"][0]["kid"]
+
+
+def test_inspect_accepts_a_good_token_and_lists_every_check(
+    capsys: pytest.CaptureFixture[str], keys: Path
+) -> None:
+    token = mint(capsys, keys)
+
+    status, out, _ = run(
+        capsys, "inspect", token, "--issuer", ISSUER, "--audience", "customers-service",
+        "--public-keys", str(keys / "jwks.json"),
+    )
+
+    assert status == 0, out
+    assert "ACCEPTED" in out
+    assert "FAILED" not in out
+    for check in ("signature", "algorithm", "type"):
+        assert check in out
+    assert token not in out
+
+
+@pytest.mark.parametrize(
+    ("mint_args", "inspect_args", "words"),
+    [
+        pytest.param([], ["--audience", "billing-service"], "audience", id="wrong-audience"),
+        pytest.param(["--ttl", "1", "--claim", "exp=1000000000"], [], "expired", id="expired"),
+        pytest.param([], ["--issuer", "https://other.test"], "issuer", id="wrong-issuer"),
+        pytest.param(["--claim", "sub=null"], [], "sub", id="missing-sub"),
+    ],
+)
+def test_inspect_explains_a_refused_token_in_plain_words(
+    capsys: pytest.CaptureFixture[str], keys: Path, mint_args: list[str], inspect_args: list[str], words: str
+) -> None:
+    token = mint(capsys, keys, *mint_args)
+    options = {"--issuer": ISSUER, "--audience": "orders-service"}
+    options.update(dict(zip(inspect_args[::2], inspect_args[1::2])))
+
+    status, out, _ = run(
+        capsys, "inspect", token, *[x for kv in options.items() for x in kv],
+        "--public-keys", str(keys / "jwks.json"),
+    )
+
+    assert status == 1
+    assert "REFUSED" in out
+    failed = [line for line in out.splitlines() if "FAILED" in line]
+    assert failed and any(words in line.lower() for line in failed), out
+    assert token not in out
+
+
+def test_inspect_refuses_a_token_signed_by_another_key(
+    capsys: pytest.CaptureFixture[str], keys: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    run(capsys, "keygen", "--out-dir", str(other))
+    token = mint(capsys, other)
+
+    status, out, _ = run(
+        capsys, "inspect", token, "--issuer", ISSUER, "--audience", "orders-service",
+        "--public-keys", str(keys / "jwks.json"),
+    )
+
+    assert status == 1
+    assert any("signature" in line or "key id" in line for line in out.splitlines() if "FAILED" in line), out
+
+
+def test_inspect_without_keys_only_decodes_and_says_so(
+    capsys: pytest.CaptureFixture[str], keys: Path
+) -> None:
+    token = mint(capsys, keys, "--claim", 'tenant="acme"')
+
+    status, out, _ = run(capsys, "inspect", token)
+
+    assert status == 0
+    assert '"tenant": "acme"' in out
+    assert '"typ": "at+jwt"' in out
+    assert "signature was NOT checked" in out
+    assert token not in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["inspect", "not-a-token"], "3 dot-separated parts", id="not-a-jwt"),
+        pytest.param(["inspect", "a.b.c"], "not base64url-encoded JSON", id="garbage-segments"),
+        pytest.param(["mint", "--key", "/nonexistent.pem", "--iss", ISSUER, "--sub", "a", "--aud", "x"],
+                     "cannot read --key", id="missing-key-file"),
+        pytest.param(["mint", "--key", "/dev/null", "--iss", ISSUER, "--sub", "a", "--aud", "x",
+                      "--claim", "x=1"], "PEM private key", id="not-a-key"),
+    ],
+)
+def test_user_errors_exit_2_with_a_message(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    status, _, err = run(capsys, *argv)
+
+    assert status == 2
+    assert message in err
+
+
+def test_rotate_keys_refuses_a_missing_keys_dir(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    status, _, err = run(capsys, "rotate-keys", "--keys-dir", str(tmp_path / "missing"))
+
+    assert status == 2
+    assert "does not exist" in err
+    assert not (tmp_path / "missing").exists()
