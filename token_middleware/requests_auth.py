@@ -67,7 +67,7 @@ class PropagatingSession(requests.Session):
         self.auth = self.propagation
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
-        super().rebuild_auth(prepared_request, response)
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
         strip_disallowed_hop(prepared_request, self.propagation.forward_to)
 
 

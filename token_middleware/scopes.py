@@ -7,8 +7,8 @@ ignored rather than guessed at.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar, cast, overload
 
 from .errors import ConfigurationError, InsufficientScope, MissingToken
 from .token import AccessToken
@@ -56,3 +56,39 @@ def check_scopes(
     if not ok:
         raise InsufficientScope(wanted, any_of=any_of)
     return token
+
+
+_View = TypeVar("_View", bound=Callable[..., Any])
+Guard = Callable[[tuple[str, ...], bool], Callable[[Any], Any]]
+
+
+class ScopeDecorators:
+    """The one authorization vocabulary, shared by the framework adapters.
+
+    An adapter supplies ``guard(required, any_of)``, which returns a decorator that enforces
+    ``required`` (all of them, or one of them with ``any_of``; none: just a valid token) in its
+    framework's way; this class derives ``require_scopes``, ``require_any_scope`` and
+    ``require_token`` from it, with the same meaning everywhere.
+    """
+
+    def __init__(self, guard: Guard) -> None:
+        self._guard = guard
+
+    def require_scopes(self, *scopes: str) -> Callable[[_View], _View]:
+        """Require a valid token carrying every one of ``scopes``."""
+        return cast("Callable[[_View], _View]", self._guard(normalise_required(scopes), False))
+
+    def require_any_scope(self, *scopes: str) -> Callable[[_View], _View]:
+        """Require a valid token carrying at least one of ``scopes``."""
+        if not scopes:
+            raise TypeError("require_any_scope() needs at least one scope")
+        return cast("Callable[[_View], _View]", self._guard(normalise_required(scopes), True))
+
+    @overload
+    def require_token(self, view: None = None) -> Callable[[_View], _View]: ...
+    @overload
+    def require_token(self, view: _View) -> _View: ...
+    def require_token(self, view: _View | None = None) -> _View | Callable[[_View], _View]:
+        """Require a valid token, whatever its scopes: ``@require_token()`` or ``@require_token``."""
+        decorator = cast("Callable[[_View], _View]", self._guard((), False))
+        return decorator if view is None else decorator(view)

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
 from ..errors import BearerError
-from ..scopes import check_scopes, normalise_required
+from ..scopes import ScopeDecorators, check_scopes
 from .conf import MIDDLEWARE_PATH, Runtime
 from .middleware import REQUEST_RUNTIME_ATTR
 from .responses import bearer_error_response
@@ -72,23 +72,7 @@ def _guard(required: tuple[str, ...], any_of: bool) -> Callable[[F], F]:
     return decorator
 
 
-def require_scopes(*scopes: str) -> Callable[[F], F]:
-    """Require a valid token carrying every one of ``scopes``."""
-    return _guard(normalise_required(scopes), any_of=False)
-
-
-def require_any_scope(*scopes: str) -> Callable[[F], F]:
-    """Require a valid token carrying at least one of ``scopes``."""
-    if not scopes:
-        raise TypeError("require_any_scope() needs at least one scope")
-    return _guard(normalise_required(scopes), any_of=True)
-
-
-@overload
-def require_token(view: None = None) -> Callable[[F], F]: ...
-@overload
-def require_token(view: F) -> F: ...
-def require_token(view: F | None = None) -> F | Callable[[F], F]:
-    """Require a valid token, whatever its scopes. Use as ``@require_token()`` or ``@require_token``."""
-    decorator: Callable[[F], F] = _guard((), any_of=False)
-    return decorator if view is None else decorator(view)
+_decorators = ScopeDecorators(_guard)
+require_scopes = _decorators.require_scopes
+require_any_scope = _decorators.require_any_scope
+require_token = _decorators.require_token

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar
 
 from flask import current_app, request
 
-from ..scopes import check_scopes, normalise_required
+from ..scopes import ScopeDecorators, check_scopes
 from .config import get_state
 from .extension import get_current_token
 
@@ -43,23 +43,7 @@ def _guard(required: tuple[str, ...], any_of: bool) -> Callable[[F], F]:
     return decorator
 
 
-def require_scopes(*scopes: str) -> Callable[[F], F]:
-    """Require a valid token carrying every one of ``scopes``."""
-    return _guard(normalise_required(scopes), any_of=False)
-
-
-def require_any_scope(*scopes: str) -> Callable[[F], F]:
-    """Require a valid token carrying at least one of ``scopes``."""
-    if not scopes:
-        raise TypeError("require_any_scope() needs at least one scope")
-    return _guard(normalise_required(scopes), any_of=True)
-
-
-@overload
-def require_token(view: None = None) -> Callable[[F], F]: ...
-@overload
-def require_token(view: F) -> F: ...
-def require_token(view: F | None = None) -> F | Callable[[F], F]:
-    """Require a valid token, whatever its scopes. Use as ``@require_token()`` or ``@require_token``."""
-    decorator: Callable[[F], F] = _guard((), any_of=False)
-    return decorator if view is None else decorator(view)
+_decorators = ScopeDecorators(_guard)
+require_scopes = _decorators.require_scopes
+require_any_scope = _decorators.require_any_scope
+require_token = _decorators.require_token
