@@ -326,11 +326,17 @@ class DemoStack:
              c.service_env(ORDERS_AUDIENCE), f"{c.orders_url}/orders/whoami"),
         ]
         try:
-            for name, target, port, workers, env, _ in plan:
-                argv = gunicorn_argv(target, c.host, port, workers=workers, worker_class=c.worker_class)
-                stack.processes.append(start_process(name, argv, env=base_env(env), log_dir=log_dir))
-            for process, (_, _, _, _, _, ready_url) in zip(stack.processes, plan):
-                wait_until_answers(ready_url, timeout=c.ready_timeout, process=process)
+            # The gateway first: it serves the keys, and a service that starts before it answers
+            # 503 until its first key fetch succeeds. The two services then start side by side.
+            for group in (plan[:1], plan[1:]):
+                started = []
+                for name, target, port, workers, env, ready_url in group:
+                    argv = gunicorn_argv(target, c.host, port, workers=workers, worker_class=c.worker_class)
+                    process = start_process(name, argv, env=base_env(env), log_dir=log_dir)
+                    stack.processes.append(process)
+                    started.append((process, ready_url))
+                for process, ready_url in started:
+                    wait_until_answers(ready_url, timeout=c.ready_timeout, process=process)
         except BaseException:
             stack.stop()
             raise
