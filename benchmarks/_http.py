@@ -104,11 +104,13 @@ def wrk_runner(url: str, script: Path) -> Callable[[float], WrkResult]:
 
 @contextmanager
 def gunicorn(name: str, target: str, env: Mapping[str, str], log_dir: Path,
-             ready_path: str = "/orders/whoami", workers: int = WORKERS, port: int | None = None) -> Iterator[str]:
-    """Serve ``target`` on ``port`` (default: a free one) with the shared settings; yields the base URL."""
+             ready_path: str = "/orders/whoami", workers: int = WORKERS, port: int | None = None,
+             worker_class: str = WORKER_CLASS, threads: int = THREADS) -> Iterator[str]:
+    """Serve ``target`` on ``port`` (default: a free one) with the shared settings (or the given
+    worker class and threads); yields the base URL."""
     port = port or demo_runner.free_port(HOST)
-    argv = demo_runner.gunicorn_argv(target, HOST, port, workers=workers, worker_class=WORKER_CLASS,
-                                     threads=THREADS)
+    argv = demo_runner.gunicorn_argv(target, HOST, port, workers=workers, worker_class=worker_class,
+                                     threads=threads)
     argv = [a for a in argv if a not in ("--access-logfile", "-")]  # no access log: it costs time
     process = demo_runner.start_process(name, argv, env=demo_runner.base_env(env), log_dir=log_dir)
     try:

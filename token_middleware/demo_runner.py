@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -41,6 +42,15 @@ NGINX_BINARY = "/usr/sbin/nginx"
 
 ORDERS_AUDIENCE = "orders-service"
 CUSTOMERS_AUDIENCE = "customers-service"
+
+#: gunicorn worker class and threads of the demo gateway. The gateway spends most of a request
+#: waiting on a service, so an event-loop worker serves it best: on 2 cores (docs/benchmarks.md,
+#: figure d) a hop reached about 0.41x a direct call with gevent's pywsgi worker, 0.37x with
+#: gunicorn's gevent worker and 0.25-0.28x with gthread (4 threads; 8 threads or 1 worker were no
+#: better). Without gevent installed: gthread with 4 threads. The services keep ``worker_class``.
+GATEWAY_WORKER_CLASS, GATEWAY_THREADS = (
+    ("gevent_pywsgi", 1) if importlib.util.find_spec("gevent") is not None else ("gthread", 4)
+)
 
 #: Prefixes of variables that are never inherited from the caller's environment.
 _OWNED_PREFIXES = ("TOKEN_MIDDLEWARE_", "GATEWAY_", "CUSTOMERS_URL")
@@ -238,6 +248,8 @@ class DemoConfig:
     gateway_workers: int = 3
     service_workers: int = 2
     worker_class: str = "sync"
+    gateway_worker_class: str = GATEWAY_WORKER_CLASS
+    gateway_threads: int = GATEWAY_THREADS
     ready_timeout: float = 40.0
 
     @property
@@ -331,7 +343,12 @@ class DemoStack:
             for group in (plan[:1], plan[1:]):
                 started = []
                 for name, target, port, workers, env, ready_url in group:
-                    argv = gunicorn_argv(target, c.host, port, workers=workers, worker_class=c.worker_class)
+                    worker_class, threads = (
+                        (c.gateway_worker_class, c.gateway_threads) if name == "gateway" else (c.worker_class, 1)
+                    )
+                    argv = gunicorn_argv(
+                        target, c.host, port, workers=workers, worker_class=worker_class, threads=threads
+                    )
                     process = start_process(name, argv, env=base_env(env), log_dir=log_dir)
                     stack.processes.append(process)
                     started.append((process, ready_url))
@@ -362,6 +379,13 @@ def nginx_binary() -> str | None:
     if os.access(NGINX_BINARY, os.X_OK):
         return NGINX_BINARY
     return shutil.which("nginx")
+
+
+def nginx_globals() -> str:
+    """The ``-g`` directives for the demo's nginx: in the foreground, and, when started by root,
+    with its workers kept as root: as ``nobody`` (nginx's default) they could not reach the
+    private (``0700``) prefix that holds the ``auth_request`` cache and the temp files."""
+    return "daemon off; user root;" if hasattr(os, "geteuid") and os.geteuid() == 0 else "daemon off;"
 
 
 def render_nginx_conf(
@@ -420,7 +444,7 @@ def start_nginx(
         )
     )
     argv = [binary, "-c", str(conf), "-p", str(prefix), "-e", str(prefix / "error.log"),
-            "-g", "daemon off;"]
+            "-g", nginx_globals()]
     check = subprocess.run(
         [binary, "-t", "-c", str(conf), "-p", str(prefix), "-e", str(prefix / "error.log")],
         capture_output=True, text=True, check=False,

@@ -4,6 +4,7 @@ limit, the demo page, nginx's auth_request endpoint, and hostile requests (4xx, 
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Callable
 
@@ -14,7 +15,7 @@ from _gateway_support import ISSUER, PASSWORDS, Upstream, basic, bearer_of
 from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 
 from token_middleware.gateway import Gateway, GatewayConfig
-from token_middleware.validator import TokenValidator
+from token_middleware.validator import TokenValidator, b64url_decode
 
 
 def csrf_field(html: str) -> str:
@@ -239,6 +240,51 @@ def test_auth_request_endpoint(
     if expected == 401:
         assert response.headers["WWW-Authenticate"] == 'Basic realm="gateway"'
     assert upstream.requests == [], "auth_request must never forward"
+
+
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("cache_seconds", "later", "expected"),
+    [
+        pytest.param(30, 0, 30, id="fresh-token-capped"),
+        pytest.param(30, 215, 25, id="never-past-the-remint-margin"),
+        pytest.param(30, 239.5, 0, id="token-about-to-be-replaced"),
+        pytest.param(30, 241, 30, id="replaced-token-fresh-again"),
+        pytest.param(0, 0, 0, id="edge-cache-off"),
+        pytest.param(300, 0, 240, id="long-cache-still-bounded-by-the-token"),
+    ],
+)
+def test_auth_request_tells_nginx_how_long_it_may_cache(
+    make_config: Callable[..., GatewayConfig], cache_seconds: int, later: float, expected: int
+) -> None:
+    """``X-Accel-Expires`` never lets nginx hand out a token with less life left than the
+    gateway's re-mint margin (60 s for the default 300 s TTL)."""
+    clock = Clock()
+    gateway = Gateway(make_config(auth_cache_seconds=cache_seconds), clock=clock)
+    client = Client(gateway)
+    headers = {"X-Original-URI": "/orders/whoami", **basic("alice")}
+    client.get("/_auth", headers=headers)
+    clock.now += later
+    response = client.get("/_auth", headers=headers)
+    assert response.status_code == 200
+    cacheable = int(response.headers["X-Accel-Expires"])
+    assert cacheable == expected
+    exp = json.loads(b64url_decode(response.headers["X-Access-Token"].split(".")[1]))["exp"]
+    assert cacheable <= max(0, exp - clock.now - gateway.minter.margin)
+    gateway.close()
+
+
+def test_refusals_carry_no_cache_lifetime(client: Client) -> None:
+    response = client.get("/_auth", headers={"X-Original-URI": "/orders/whoami", **basic("alice", "wrong")})
+    assert response.status_code == 401
+    assert "X-Accel-Expires" not in response.headers
 
 
 def test_auth_request_token_is_the_same_as_the_forwarded_one(

@@ -53,6 +53,18 @@ def test_default_keys_dir(environ: dict[str, str], expected: str) -> None:
     assert expected in str(default_keys_dir(environ))
 
 
+@pytest.mark.parametrize("seconds", [pytest.param(-1, id="negative"), pytest.param(301, id="too-long")])
+def test_auth_cache_seconds_is_bounded(users_file: Path, tmp_path: Path, seconds: int) -> None:
+    with pytest.raises(ConfigurationError, match="auth_cache_seconds"):
+        GatewayConfig(
+            issuer="http://gw",
+            routes=(Route("/orders", "http://127.0.0.1:1", ("orders-service",)),),
+            users_file=users_file,
+            keys_dir=tmp_path / "k",
+            auth_cache_seconds=seconds,
+        )
+
+
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
@@ -246,6 +258,16 @@ def test_minter_reuses_until_shortly_before_expiry(tmp_path: Path) -> None:
     assert minter.token_for(ALICE, ROUTE_A) == first
     clock.now += 2
     assert minter.token_for(ALICE, ROUTE_A) != first
+
+
+def test_minter_reports_the_expiry_of_the_token_it_hands_out(tmp_path: Path) -> None:
+    clock = Clock()
+    minter = TokenMinter("http://gw", KeyStore(tmp_path / "k"), ttl=300, clock=clock)
+    token, expires = minter.token_and_expiry(ALICE, ROUTE_A)
+    assert expires == int(clock.now) + 300
+    clock.now += 100
+    assert minter.token_and_expiry(ALICE, ROUTE_A) == (token, expires)  # reused, same expiry
+    assert minter.token_for(ALICE, ROUTE_A) == token
 
 
 def test_minter_drops_cached_tokens_on_rotation(tmp_path: Path) -> None:

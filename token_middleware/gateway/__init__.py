@@ -8,9 +8,10 @@ Pieces (each usable on its own; ``demo_gateway`` only wires them up):
 - :mod:`.sessions` signed session cookie, CSRF tokens, failed-login limiter
 - :mod:`.minting`  ``TokenMinter``: RFC 9068 tokens, reused per principal and route
 - :mod:`.proxy`    ``Proxy``: the forwarding WSGI app (pooled, streaming, header hygiene)
+- :mod:`.upstream` ``UpstreamPool``: the lean keep-alive HTTP/1.1 client the proxy forwards with
 - :mod:`.app`      ``Gateway`` / ``create_app``: endpoints, client authentication, ``/_auth``
 
-Imports only the core, werkzeug and urllib3 (the ``gateway`` extra).
+Imports only the core and werkzeug (the ``gateway`` extra); upstream calls use the standard library.
 """
 
 from __future__ import annotations

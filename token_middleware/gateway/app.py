@@ -19,6 +19,7 @@ Endpoints:
 ``GET|POST /login``, ``POST /logout``    the login form and the session cookie
 ``GET /app``, ``GET /app.js``            a page that calls ``/orders`` and ``/orders/chain``
 ``* /_auth``                             nginx ``auth_request``: 200 with ``X-Access-Token``
+                                         and ``X-Accel-Expires`` (how long nginx may cache it)
 ``GET /healthz``                         liveness
 ``* <route prefix>/…``                   forwarded with ``Authorization: Bearer <minted>``
 ======================================== ======================================================
@@ -134,6 +135,7 @@ class Gateway:
         self.limiter = LoginLimiter(
             max_failures=config.login_max_failures, window=float(config.login_window)
         )
+        self.clock = clock
         self.minter = TokenMinter(config.issuer, self.keystore, ttl=config.token_ttl, clock=clock)
         cookie_prefix = "__Host-" if config.secure_cookies else ""
         self.session_cookie = f"{cookie_prefix}gw_session"
@@ -284,7 +286,10 @@ class Gateway:
 
     def auth_request(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """nginx ``auth_request``: 200 with ``X-Access-Token``, 401 with a Basic challenge, or
-        403 (unknown route, bad request, too many failures: nginx passes only 2xx/401/403 on)."""
+        403 (unknown route, bad request, too many failures: nginx passes only 2xx/401/403 on).
+
+        A 200 also carries ``X-Accel-Expires`` (:meth:`edge_cache_seconds`): the template caches
+        it per route and credential for safe methods; refusals carry none and are never cached."""
         uri = str(environ.get("HTTP_X_ORIGINAL_URI", ""))
         method = str(environ.get("HTTP_X_ORIGINAL_METHOD") or environ.get("REQUEST_METHOD", "GET"))
         method = method.upper()
@@ -309,7 +314,7 @@ class Gateway:
             if result.status != 401:
                 result = Refusal(403, result.error, result.description, result.headers)
             return self._refuse(start_response, result, environ)
-        token = self.minter.token_for(result.user, route, result.client_id)
+        token, expires = self.minter.token_and_expiry(result.user, route, result.client_id)
         body = json.dumps({"sub": result.user.username, "route": route.prefix}).encode()
         start_response(
             "200 OK",
@@ -317,11 +322,20 @@ class Gateway:
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(body))),
                 ("Cache-Control", "no-store"),
+                ("X-Accel-Expires", str(self.edge_cache_seconds(expires))),
                 ("X-Access-Token", token),
                 ("X-Request-ID", request_id(environ)),
             ],
         )
         return [body]
+
+    def edge_cache_seconds(self, expires: int) -> int:
+        """How long nginx may reuse a ``/_auth`` answer whose token expires at ``expires``:
+        at most ``auth_cache_seconds``, and only while the token keeps more than the minter's
+        re-mint margin of life, so a token nginx forwards is as fresh as one the gateway
+        forwards itself (0: do not cache). Only safe methods use the cache (nginx config)."""
+        left = int(expires - self.clock() - self.minter.margin)
+        return max(0, min(self.config.auth_cache_seconds, left))
 
     @staticmethod
     def _refuse(

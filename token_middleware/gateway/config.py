@@ -74,6 +74,8 @@ class GatewayConfig:
     login_window: int = 300
     max_request_header_bytes: int = 64 * 1024
     key_check_interval: float = 1.0
+    #: Longest time an edge proxy may cache a ``/_auth`` answer (``X-Accel-Expires``); 0: never.
+    auth_cache_seconds: int = 30
 
     def __post_init__(self) -> None:
         _check_issuer(self.issuer)
@@ -87,6 +89,10 @@ class GatewayConfig:
         if not 10 <= self.token_ttl <= 86400:
             raise ConfigurationError(
                 "GATEWAY_TOKEN_TTL: must be between 10 and 86400 seconds", setting="TOKEN_TTL"
+            )
+        if not 0 <= self.auth_cache_seconds <= 300:
+            raise ConfigurationError(
+                "auth_cache_seconds: must be between 0 and 300 seconds", setting="AUTH_CACHE_SECONDS"
             )
         if not 0 < self.upstream_timeout <= 3600:
             raise ConfigurationError(

@@ -59,6 +59,11 @@ class TokenMinter:
 
     def token_for(self, user: User, route: Route, client_id: str = "gateway") -> str:
         """The raw token to forward for ``user`` under ``route``."""
+        return self.token_and_expiry(user, route, client_id)[0]
+
+    def token_and_expiry(self, user: User, route: Route, client_id: str = "gateway") -> tuple[str, int]:
+        """The raw token for ``user`` under ``route`` and its ``exp``. A reused token always
+        has more than ``margin`` seconds of life left."""
         key = self.keystore.current()
         cache_key: _CacheKey = (user.username, client_id, route.prefix, user.scopes)
         now = self.clock()
@@ -71,7 +76,7 @@ class TokenMinter:
             hit = self._cache.get(cache_key)
             if hit is not None and hit[1] - now > self.margin:
                 self._cache.move_to_end(cache_key)
-                return hit[0]
+                return hit
         claims = issuer.claims(
             sub=user.username,
             audience=list(route.audiences),
@@ -79,14 +84,15 @@ class TokenMinter:
             client_id=client_id,
         )
         raw = issuer.key.sign(claims, {"typ": "at+jwt"})
+        minted = (raw, int(claims["exp"]))
         with self._lock:
             self.minted += 1
             if self._kid == issuer.key.kid:
-                self._cache[cache_key] = (raw, int(claims["exp"]))
+                self._cache[cache_key] = minted
                 self._cache.move_to_end(cache_key)
                 while len(self._cache) > self.max_entries:
                     self._cache.popitem(last=False)
-        return raw
+        return minted
 
     def clear(self) -> None:
         """Forget every cached token."""

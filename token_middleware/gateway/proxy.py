@@ -11,8 +11,11 @@ trusted proxy. Without a token in the environ, nothing is forwarded (401).
 On the wire: path and query are forwarded unchanged; hop-by-hop headers (``Connection`` and the
 headers it names, ``Keep-Alive``, ``TE``, ``Trailer``, ``Transfer-Encoding``, ``Upgrade``,
 ``Proxy-*``) are removed both ways; ``X-Request-ID`` is kept when sane, else generated. Upstream
-connections are pooled (urllib3, keep-alive) and bodies are streamed both ways in chunks. A
-refused or broken connection becomes 502 and a timeout 504, each with a JSON body.
+connections are pooled (keep-alive, :mod:`.upstream`) and bodies are streamed both ways in
+chunks. A refused or broken connection becomes 502 and a timeout 504, each with a JSON body.
+
+Hot path: which environ key becomes which forwarded header is worked out once per key and
+remembered (bounded); the request head is built as one string and sent in one write.
 
 Example::
 
@@ -24,25 +27,22 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from http import HTTPStatus
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-import urllib3
-from urllib3.exceptions import (
-    HTTPError as Urllib3Error,
-)
-from urllib3.exceptions import (
-    NewConnectionError,
-)
-from urllib3.exceptions import (
-    TimeoutError as Urllib3Timeout,
-)
-
 from .config import Route
+from .upstream import (
+    UpstreamError,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -56,7 +56,7 @@ ENVIRON_REQUEST_ID = "token_middleware.gateway.request_id"
 CHUNK_SIZE = 64 * 1024
 
 #: Hop-by-hop headers (RFC 9110 §7.6.1), plus ``Expect`` and ``Host`` which the server and
-#: urllib3 handle themselves. Any ``Proxy-*`` header is dropped as well.
+#: the upstream client handle themselves. Any ``Proxy-*`` header is dropped as well.
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -92,10 +92,14 @@ RESPONSE_DROP = HOP_BY_HOP | {"date", "server"}
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}\Z")
 _TOKEN_CHARS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
-_FORBIDDEN_VALUE_CHARS = re.compile(r"[\r\n\x00]")
 _UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f#]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 REFUSED_METHODS = frozenset({"CONNECT", "TRACE", "TRACK"})
+
+_EMPTY_BODY_FRAMING = MappingProxyType({m: "Content-Length: 0\r\n" for m in ("POST", "PUT", "PATCH")})
+_NOT_A_HEADER = "\n"  # in Proxy._names: an environ key that is not a header (no name has "\n")
+_MAX_NAMES = 512  # environ keys remembered by Proxy._forward_name (client-chosen: bounded)
 
 
 class UpstreamAborted(Exception):
@@ -133,7 +137,7 @@ def request_id(environ: WSGIEnvironment) -> str:
     if isinstance(existing, str):
         return existing
     incoming = environ.get("HTTP_X_REQUEST_ID", "")
-    rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    rid = incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
     environ[ENVIRON_REQUEST_ID] = rid
     return rid
 
@@ -157,12 +161,14 @@ def path_problem(environ: WSGIEnvironment) -> str | None:
     """Why the request path cannot be forwarded (dot segments, control characters), or None."""
     path = environ.get("PATH_INFO", "")
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
-    for candidate in (path, unquote(raw.split("?", 1)[0])):
-        if any(ord(c) < 0x20 or c == "\x7f" for c in candidate):
+    decoded = unquote(raw.partition("?")[0])
+    for candidate in (path,) if decoded == path else (path, decoded):
+        if _CONTROL.search(candidate):
             return "control characters in the path"
-        segments = candidate.split("/")
-        if "." in segments or ".." in segments:
-            return "dot segments in the path"
+        if "/." in candidate or candidate.startswith("."):
+            segments = candidate.split("/")
+            if "." in segments or ".." in segments:
+                return "dot segments in the path"
     return None
 
 
@@ -206,8 +212,8 @@ class Proxy:
     """WSGI app forwarding to ``routes``; see the module docstring for what it trusts.
 
     ``timeout`` is both the connect and the read timeout, in seconds. ``strip_cookie_names`` are
-    the gateway's own cookies. ``pool_maxsize`` connections are kept per upstream host; beyond
-    that, extra connections are opened and closed rather than waited for.
+    the gateway's own cookies. ``pool_maxsize`` idle connections are kept per upstream origin;
+    beyond that, extra connections are opened and closed rather than waited for.
     """
 
     def __init__(
@@ -225,17 +231,23 @@ class Proxy:
         self.strip_cookie_names = tuple(strip_cookie_names)
         self.trusted_proxies = tuple(trusted_proxies)
         self.chunk_size = chunk_size
-        self.pool = urllib3.PoolManager(
-            num_pools=max(4, len(self.routes) * 2),
-            maxsize=pool_maxsize,
-            block=False,
-            retries=False,
-        )
-        self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        # One pool per origin, shared by the routes that point at it.
+        by_origin: dict[tuple[str, str, int], UpstreamPool] = {}
+        self.pools: dict[str, UpstreamPool] = {}
+        for route in self.routes:
+            pool = UpstreamPool(route.upstream, timeout=timeout, maxsize=pool_maxsize)
+            pool = by_origin.setdefault((pool.scheme, pool.host, pool.port), pool)
+            self.pools[route.upstream] = pool
+        self._cookie_names = frozenset(self.strip_cookie_names)
+        self._trusted = frozenset(self.trusted_proxies)
+        # environ key -> the header name to forward it under, "" for a header that is never
+        # forwarded, _NOT_A_HEADER for other keys. Filled as keys are seen, bounded.
+        self._names: dict[str, str] = {}
 
     def close(self) -> None:
         """Close the pooled upstream connections."""
-        self.pool.clear()
+        for pool in self.pools.values():
+            pool.close()
 
     def route_for(self, path: str) -> Route | None:
         """The route with the longest matching prefix, or None."""
@@ -248,10 +260,9 @@ class Proxy:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         rid = request_id(environ)
         rid_header = [("X-Request-ID", rid)]
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         route = environ.get(ENVIRON_ROUTE)
         if not isinstance(route, Route):
-            route = self.route_for(path)
+            route = self.route_for(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
         if route is None:
             return json_response(start_response, 404, "not_found", "no route for this path", rid_header)
         token = environ.get(ENVIRON_TOKEN)
@@ -268,37 +279,35 @@ class Proxy:
             return json_response(
                 start_response, 405, "method_not_allowed", f"{method} is not forwarded", rid_header
             )
+        pool = self.pools.get(route.upstream)
+        if pool is None:  # a Route object this proxy was not built with: nowhere to send it
+            return json_response(start_response, 404, "not_found", "no route for this path", rid_header)
         try:
             if not _TOKEN_CHARS.match(method):
                 raise BadRequest("invalid method")
             problem = path_problem(environ)
             if problem:
                 raise BadRequest(problem)
-            headers = self.upstream_headers(environ, token, rid)
-            body = self._request_body(environ)
+            lines = [method, " ", self._target(environ, route), " HTTP/1.1\r\nHost: ", pool.host_header, "\r\n"]
+            self.add_upstream_headers(lines, environ, token, rid)
+            body, framing = self._request_body(environ, method)
+            if framing:
+                lines.append(framing)
+            lines.append("\r\n")
+            try:
+                head = "".join(lines).encode("latin-1")
+            except UnicodeEncodeError:
+                raise BadRequest("header values must be ISO-8859-1 text") from None
+            response = pool.request(method, head, body, replayable=body is None)
         except BadRequest as exc:
             return json_response(start_response, 400, "invalid_request", str(exc), rid_header)
-
-        url = route.upstream + self._target(environ, route)
-        try:
-            response = self.pool.urlopen(
-                method,
-                url,
-                body=body,
-                headers=headers,
-                redirect=False,
-                retries=False,
-                preload_content=False,
-                decode_content=False,
-                timeout=self._timeout,
-            )
-        except NewConnectionError as exc:
-            log.warning("upstream %s unreachable (request %s): %s", route.prefix, rid, type(exc).__name__)
+        except UpstreamUnreachable as exc:
+            log.warning("upstream %s unreachable (request %s): %s", route.prefix, rid, exc)
             return json_response(
                 start_response, 502, "bad_gateway", "the upstream service is unreachable", rid_header
             )
-        except Urllib3Timeout as exc:
-            log.warning("upstream %s timed out (request %s): %s", route.prefix, rid, type(exc).__name__)
+        except UpstreamTimeout as exc:
+            log.warning("upstream %s timed out (request %s): %s", route.prefix, rid, exc)
             return json_response(
                 start_response,
                 504,
@@ -306,69 +315,114 @@ class Proxy:
                 "the upstream service did not answer in time",
                 rid_header,
             )
-        except Urllib3Error as exc:
-            log.warning("upstream %s failed (request %s): %s", route.prefix, rid, type(exc).__name__)
+        except UpstreamError as exc:
+            log.warning("upstream %s failed (request %s): %s", route.prefix, rid, exc)
             return json_response(
                 start_response, 502, "bad_gateway", "the upstream service failed", rid_header
             )
-
-        start_response(_status_line(response.status), self._response_headers(response, rid))
+        try:
+            start_response(_status_line(response.status), _response_headers(response.headers, rid))
+        except BaseException:
+            response.close()
+            raise
         return _UpstreamBody(response, self.chunk_size, route.prefix, rid)
 
     # -- request side -------------------------------------------------------------------------
 
-    def upstream_headers(self, environ: WSGIEnvironment, token: str, rid: str) -> dict[str, str]:
-        """The headers to send upstream: client headers minus stripped ones, plus ours."""
-        connection_named = {
-            t.strip().lower() for t in environ.get("HTTP_CONNECTION", "").split(",") if t.strip()
-        }
-        headers: dict[str, str] = {}
-        for key, value in environ.items():
-            name = _header_name(key)
-            if name is None or not isinstance(value, str):
-                continue
-            if _FORBIDDEN_VALUE_CHARS.search(value):
-                raise BadRequest(f"invalid characters in the {_display(name)} header")
-            if is_stripped(name) or name in connection_named:
-                continue
-            if name in ("content-type", "content-length") and not value:
-                continue
-            if name == "cookie":
-                value = strip_cookies(value, self.strip_cookie_names)
-                if not value:
-                    continue
-            headers[_display(name)] = value
-        remote = str(environ.get("REMOTE_ADDR") or "")
-        trusted = remote in self.trusted_proxies
-        incoming_for = environ.get("HTTP_X_FORWARDED_FOR", "").strip()
-        headers["X-Forwarded-For"] = f"{incoming_for}, {remote}" if trusted and incoming_for else remote
-        incoming_proto = environ.get("HTTP_X_FORWARDED_PROTO", "").strip().lower()
-        headers["X-Forwarded-Proto"] = (
-            incoming_proto
-            if trusted and incoming_proto in ("http", "https")
-            else str(environ.get("wsgi.url_scheme", "http"))
-        )
-        incoming_host = environ.get("HTTP_X_FORWARDED_HOST", "").strip()
-        host = incoming_host if trusted and incoming_host else environ.get("HTTP_HOST", "")
-        if host:
-            headers["X-Forwarded-Host"] = host
-        headers["X-Request-ID"] = rid
-        headers["Authorization"] = f"Bearer {token}"
-        return headers
+    def _forward_name(self, key: str) -> str:
+        """How the environ ``key`` is forwarded: the header name to send it under, ``""`` for a
+        header that is never forwarded, :data:`_NOT_A_HEADER` for any other key. Remembered."""
+        lower = _header_name(key)
+        if lower is None:
+            name = _NOT_A_HEADER
+        elif is_stripped(lower) or lower == "content-length" or not _TOKEN_CHARS.match(lower):
+            name = ""  # never forwarded (body framing is set by _request_body; odd names dropped)
+        else:
+            name = _display(lower)
+        if len(self._names) < _MAX_NAMES:
+            self._names[key] = name
+        return name
 
-    def _request_body(self, environ: WSGIEnvironment) -> Iterator[bytes] | bytes | None:
+    def add_upstream_headers(self, lines: list[str], environ: WSGIEnvironment, token: str, rid: str) -> None:
+        """Append ``Name: value\r\n`` for every header to send upstream: the client's headers
+        minus stripped ones, then ``X-Forwarded-*``, ``X-Request-ID`` and the minted token."""
+        connection = environ.get("HTTP_CONNECTION")
+        connection_named = (
+            {t.strip().lower() for t in connection.split(",")} if isinstance(connection, str) else None
+        )
+        names = self._names
+        for key, value in environ.items():
+            name = names.get(key)
+            if name is None:
+                name = self._forward_name(key)
+            if name == _NOT_A_HEADER or not isinstance(value, str):
+                continue
+            if "\n" in value or "\r" in value or "\x00" in value:
+                raise BadRequest(f"invalid characters in the {name or _display(str(_header_name(key)))} header")
+            if not name or (connection_named and name.lower() in connection_named):
+                continue
+            if name == "Cookie":
+                value = strip_cookies(value, self._cookie_names)
+            elif name == "Content-Type" and not value:
+                continue
+            if value:
+                lines += (name, ": ", value, "\r\n")
+        remote = str(environ.get("REMOTE_ADDR") or "")
+        if remote in self._trusted:
+            incoming_for = environ.get("HTTP_X_FORWARDED_FOR", "").strip()
+            forwarded_for = f"{incoming_for}, {remote}" if incoming_for else remote
+            incoming_proto = environ.get("HTTP_X_FORWARDED_PROTO", "").strip().lower()
+            proto = incoming_proto if incoming_proto in ("http", "https") else str(environ.get("wsgi.url_scheme", "http"))
+            host = environ.get("HTTP_X_FORWARDED_HOST", "").strip() or environ.get("HTTP_HOST", "")
+        else:
+            forwarded_for = remote
+            proto = str(environ.get("wsgi.url_scheme", "http"))
+            host = environ.get("HTTP_HOST", "")
+        lines += ("X-Forwarded-For: ", forwarded_for, "\r\nX-Forwarded-Proto: ", proto, "\r\n")
+        if host:
+            lines += ("X-Forwarded-Host: ", host, "\r\n")
+        lines += ("X-Request-ID: ", rid, "\r\nAuthorization: Bearer ", token, "\r\n")
+
+    def upstream_headers(self, environ: WSGIEnvironment, token: str, rid: str) -> dict[str, str]:
+        """The headers sent upstream (without ``Host`` and body framing), as a dict."""
+        lines: list[str] = []
+        self.add_upstream_headers(lines, environ, token, rid)
+        return {lines[i]: lines[i + 2] for i in range(0, len(lines), 4)}
+
+    def _request_body(
+        self, environ: WSGIEnvironment, method: str
+    ) -> tuple[Iterable[bytes] | None, str]:
+        """The body to send (already framed) and its framing header line.
+
+        With ``Content-Length``: exactly that many bytes (a short body is a 400). Without it, a
+        body the server marks as present (``Transfer-Encoding``, or ``wsgi.input_terminated``
+        and a first chunk that is not empty) is forwarded chunked, piece by piece. No body:
+        ``Content-Length: 0`` for methods that define one (RFC 9110 §8.6), else nothing.
+        """
+        no_body = (None, _EMPTY_BODY_FRAMING.get(method, ""))
         stream = environ.get("wsgi.input")
         raw_length = environ.get("CONTENT_LENGTH", "")
         if raw_length:
-            if not raw_length.isdigit():
+            if not (raw_length.isascii() and raw_length.isdigit()):
                 raise BadRequest("invalid Content-Length")
             length = int(raw_length)
-            if length == 0 or stream is None:
-                return b"" if length == 0 else None
-            return _read_exactly(stream, length, self.chunk_size)
-        if environ.get("wsgi.input_terminated") and stream is not None:
-            return _read_all(stream, self.chunk_size)  # chunked upload: forwarded chunked
-        return None
+            framing = f"Content-Length: {length}\r\n"
+            if length == 0:
+                return None, framing
+            if stream is None:
+                raise BadRequest("request body missing")
+            if length <= self.chunk_size:
+                data = _read_up_to(stream, length)
+                if len(data) < length:
+                    raise BadRequest("request body shorter than its Content-Length")
+                return (data,), framing
+            return _read_exactly(stream, length, self.chunk_size), framing
+        if stream is None or not (environ.get("wsgi.input_terminated") or "HTTP_TRANSFER_ENCODING" in environ):
+            return no_body
+        first = stream.read(self.chunk_size)
+        if not first:
+            return no_body
+        return _chunked(first, stream, self.chunk_size), "Transfer-Encoding: chunked\r\n"
 
     @staticmethod
     def _target(environ: WSGIEnvironment, route: Route) -> str:
@@ -387,78 +441,87 @@ class Proxy:
         query = environ.get("QUERY_STRING", "")
         return f"{path}?{query}" if query else path
 
-    # -- response side ------------------------------------------------------------------------
 
-    @staticmethod
-    def _response_headers(response: Any, rid: str) -> list[tuple[str, str]]:
-        connection_named = {
-            t.strip().lower() for t in response.headers.get("Connection", "").split(",") if t.strip()
-        }
-        headers: list[tuple[str, str]] = []
-        for name, value in response.headers.items():
-            lower = name.lower()
-            if lower in RESPONSE_DROP or lower.startswith("proxy-") or lower in connection_named:
-                continue
-            if lower == "x-request-id" or _FORBIDDEN_VALUE_CHARS.search(value):
-                continue
-            headers.append((name, value))
-        headers.append(("X-Request-ID", rid))
-        return headers
+# -- response side ----------------------------------------------------------------------------
+
+
+def _response_headers(upstream_headers: list[tuple[str, str]], rid: str) -> list[tuple[str, str]]:
+    """The upstream's headers minus hop-by-hop ones (and those its ``Connection`` names), its
+    ``X-Request-ID``, ``Date`` and ``Server``; then ours."""
+    connection_named: set[str] = set()
+    for name, value in upstream_headers:
+        if name.lower() == "connection":
+            connection_named.update(t.strip().lower() for t in value.split(","))
+    headers: list[tuple[str, str]] = []
+    for name, value in upstream_headers:
+        lower = name.lower()
+        if lower in RESPONSE_DROP or lower.startswith("proxy-") or lower in connection_named:
+            continue
+        if "\r" in value or "\n" in value or "\x00" in value:
+            continue
+        headers.append((name, value))
+    headers.append(("X-Request-ID", rid))
+    return headers
+
+
+_STATUS_LINES = MappingProxyType({s.value: f"{s.value} {s.phrase}" for s in HTTPStatus})
 
 
 def _status_line(status: int) -> str:
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Unknown"
-    return f"{status} {phrase}"
+    return _STATUS_LINES.get(status) or f"{status} Unknown"
+
+
+def _read_up_to(stream: Any, length: int) -> bytes:
+    """Up to ``length`` bytes of ``stream`` (fewer only at its end)."""
+    data = stream.read(length)
+    while len(data) < length:
+        more = stream.read(length - len(data))
+        if not more:
+            break
+        data += more
+    return bytes(data)
 
 
 def _read_exactly(stream: Any, length: int, chunk_size: int) -> Iterator[bytes]:
+    """``length`` bytes of ``stream`` in pieces; a short body is a :class:`BadRequest`."""
     remaining = length
     while remaining > 0:
         chunk = stream.read(min(chunk_size, remaining))
         if not chunk:
-            break
+            raise BadRequest("request body shorter than its Content-Length")
         remaining -= len(chunk)
         yield chunk
 
 
-def _read_all(stream: Any, chunk_size: int) -> Iterator[bytes]:
-    while True:
+def _chunked(first: bytes, stream: Any, chunk_size: int) -> Iterator[bytes]:
+    """``first`` and the rest of ``stream`` in HTTP/1.1 chunked framing."""
+    chunk = first
+    while chunk:
+        yield b"%x\r\n%s\r\n" % (len(chunk), chunk)
         chunk = stream.read(chunk_size)
-        if not chunk:
-            break
-        yield chunk
+    yield b"0\r\n\r\n"
 
 
 class _UpstreamBody:
     """The upstream response body as a WSGI iterable: chunks as they arrive; ``close()`` returns
     the connection to the pool (or closes it when the body was not read to the end)."""
 
-    def __init__(self, response: Any, chunk_size: int, prefix: str, rid: str) -> None:
+    __slots__ = ("_response", "_chunk_size", "_prefix", "_rid")
+
+    def __init__(self, response: UpstreamResponse, chunk_size: int, prefix: str, rid: str) -> None:
         self._response = response
         self._chunk_size = chunk_size
         self._prefix = prefix
         self._rid = rid
-        self._complete = False
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            for chunk in self._response.stream(self._chunk_size, decode_content=False):
-                if chunk:
-                    yield chunk
-        except Urllib3Error as exc:
+            yield from self._response.body(self._chunk_size)
+        except UpstreamError as exc:
             log.warning(
-                "upstream %s broke off its response (request %s): %s",
-                self._prefix,
-                self._rid,
-                type(exc).__name__,
+                "upstream %s broke off its response (request %s): %s", self._prefix, self._rid, exc
             )
             raise UpstreamAborted(f"upstream {self._prefix} broke off its response") from None
-        self._complete = True
 
     def close(self) -> None:
-        if not self._complete:
-            self._response.close()
-        self._response.release_conn()
+        self._response.close()

@@ -21,7 +21,6 @@ cached. The cache is bounded and per process.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import secrets
@@ -153,11 +152,9 @@ class UserStore:
         """The user when ``password`` is right, else ``None``; as slow for unknown usernames."""
         if len(password) > MAX_PASSWORD_LENGTH or len(username) > MAX_USERNAME_LENGTH:
             return None
-        digest = hmac.new(
-            self._cache_key,
-            f"{username}\0{password}".encode("utf-8", "surrogatepass"),
-            hashlib.sha256,
-        ).digest()
+        digest = hmac.digest(
+            self._cache_key, f"{username}\0{password}".encode("utf-8", "surrogatepass"), "sha256"
+        )
         now = self.clock()
         with self._lock:
             hit = self._verified.get(digest)
