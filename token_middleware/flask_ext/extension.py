@@ -92,9 +92,8 @@ def _authenticate_request() -> None:
     # Bind "no token" first: whatever happens next, resetting this handle restores the value
     # from before the request, and no earlier identity can be seen by this one.
     setattr(g, _G_HANDLE, bind_token(None))
-    token = state.validator.authenticate(
-        request.headers.get("Authorization"), request.query_string.decode("latin-1")
-    )
+    environ = request.environ
+    token = state.validator.authenticate(environ.get("HTTP_AUTHORIZATION"), environ.get("QUERY_STRING"))
     setattr(g, _G_TOKEN, token)
     if token is not None:
         bind_token(token)
