@@ -333,3 +333,32 @@ def test_concurrent_requests_each_carry_their_own_identity(gateway: Gateway, ups
         results[claims["sub"]].append(rec.target)
     assert all(t.endswith("u=alice") for t in results["alice"]) and len(results["alice"]) == 30
     assert all(t.endswith("u=bob") for t in results["bob"]) and len(results["bob"]) == 30
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("\n", id="lf"),
+        pytest.param("a=1\r\nX-Injected: 1", id="crlf-header-injection"),
+        pytest.param("a=1 HTTP/1.1", id="space"),
+        pytest.param("a=\x00", id="nul"),
+        pytest.param("a=1#frag", id="hash"),
+    ],
+)
+def test_control_characters_in_the_query_are_refused_not_forwarded(
+    gateway: Gateway, upstream: Upstream, query: str
+) -> None:
+    # A synthesized environ: werkzeug's Client would encode these, a raw WSGI server may not.
+    client = Client(gateway)
+    overrides = {"QUERY_STRING": query, "RAW_URI": "", "REQUEST_URI": ""}
+    response = client.get("/orders/whoami", headers=basic("alice"), environ_overrides=overrides)
+    assert response.status_code == 400
+    assert not upstream.requests
+
+
+def test_non_ascii_query_is_percent_encoded(gateway: Gateway, upstream: Upstream) -> None:
+    client = Client(gateway)
+    overrides = {"QUERY_STRING": "q=\xe9&x=%41", "RAW_URI": "", "REQUEST_URI": ""}
+    response = client.get("/orders/whoami", headers=basic("alice"), environ_overrides=overrides)
+    assert response.status_code == 200
+    assert upstream.last().target == "/orders/whoami?q=%E9&x=%41"  # the raw byte 0xE9, re-encoded

@@ -439,6 +439,13 @@ class Proxy:
             safe="/:@!$&'()*+,;=-._~",
         )
         query = environ.get("QUERY_STRING", "")
+        if _UNSAFE_TARGET.search(query):
+            # CR/LF, NUL, spaces or '#' would break (or smuggle into) the upstream request line.
+            raise BadRequest("invalid characters in the query string")
+        # Anything else outside RFC 3986's query characters (non-ASCII) is percent-encoded;
+        # existing %XX escapes are kept as they are.
+        # (WSGI carries the raw bytes as latin-1 text: encode back to those bytes first.)
+        query = quote(query.encode("latin-1", "replace"), safe="/?:@!$&'()*+,;=-._~%[]")
         return f"{path}?{query}" if query else path
 
 
