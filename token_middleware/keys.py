@@ -41,6 +41,7 @@ log = logging.getLogger("token_middleware.keys")
 MAX_JWKS_BYTES = 512 * 1024
 MAX_KEYS = 100
 
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.S)
 _EC_CURVE_ALG = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 
 
@@ -157,12 +158,11 @@ class KeySet:
     def from_pem(cls, pem: str | bytes, algorithms: Iterable[str], kid: str | None = None) -> KeySet:
         """Keys from PEM text (public keys, certificates or private keys; one or more blocks)."""
         text = pem.decode() if isinstance(pem, bytes) else pem
-        blocks = re.findall(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", text, re.S)
+        blocks = [m.group(0) for m in _PEM_BLOCK.finditer(text)]
         if not blocks:
             raise ValueError("no PEM block found")
         keys: list[VerificationKey] = []
-        for match in re.finditer(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", text, re.S):
-            block = match.group(0)
+        for block in blocks:
             for alg in algorithms:
                 if alg.startswith("HS"):
                     continue

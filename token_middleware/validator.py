@@ -30,7 +30,6 @@ import binascii
 import json
 import logging
 import math
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -51,7 +50,6 @@ from .errors import (
     InvalidHeader,
     InvalidIssuer,
     InvalidSignature,
-    InvalidToken,
     InvalidType,
     IssuedInFuture,
     MalformedToken,
@@ -227,10 +225,6 @@ class TokenValidator:
             ("issued at", self._check_iat),
         )
         self._claim_fns = tuple(fn for _name, fn in self._claim_checks)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **kwargs: Any) -> TokenValidator:
-        return cls(settings, **kwargs)
 
     @property
     def key_sources(self) -> tuple[KeySource, ...]:

@@ -18,7 +18,7 @@ the framework adapters or to :func:`token_middleware.scopes.check_scopes`::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -106,5 +106,3 @@ def get_token(environ: Any) -> AccessToken | None:
     token = environ.get(ENVIRON_KEY)
     return token if isinstance(token, AccessToken) else None
 
-
-WSGIApp = Callable[..., Iterable[bytes]]

@@ -82,14 +82,17 @@ def improperly_configured(err: ConfigurationError) -> ImproperlyConfigured:
 
 @dataclass(frozen=True)
 class Runtime:
-    """What one settings dict yields: validated settings and the validator owning the key cache."""
+    """What one settings dict yields: the validator (with its settings and key cache)."""
 
-    settings: Settings
     validator: TokenValidator
 
     @property
+    def settings(self) -> Settings:
+        return self.validator.settings
+
+    @property
     def realm(self) -> str:
-        return self.settings.realm
+        return self.validator.settings.realm
 
 
 class RuntimeCache:
@@ -112,7 +115,7 @@ class RuntimeCache:
                     return entry[1]
                 snapshot = copy.deepcopy(dict(raw))
                 built = conf.build()
-                runtime = Runtime(settings=built, validator=TokenValidator(built))
+                runtime = Runtime(validator=TokenValidator(built))
                 self._entry = (snapshot, runtime)
                 return runtime
         except ConfigurationError as err:

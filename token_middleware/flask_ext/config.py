@@ -31,14 +31,17 @@ def settings_from_config(config: Mapping[str, Any]) -> Settings:
 
 @dataclass(frozen=True)
 class TokenAuthState:
-    """What one app owns: its settings and the validator holding its key cache."""
+    """What one app owns: the validator (with its settings and key cache)."""
 
-    settings: Settings
     validator: TokenValidator
 
     @property
+    def settings(self) -> Settings:
+        return self.validator.settings
+
+    @property
     def realm(self) -> str:
-        return self.settings.realm
+        return self.validator.settings.realm
 
 
 def get_state(app: Flask | None = None) -> TokenAuthState:

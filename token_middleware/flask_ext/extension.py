@@ -35,7 +35,7 @@ from ..context import bind_token, reset_token
 from ..errors import BearerError
 from ..settings import Settings
 from ..token import AccessToken
-from ..validator import TokenValidator
+from ..validator import TokenValidator, validator_from
 from .config import EXTENSION_KEY, TokenAuthState, get_state, settings_from_config
 from .errors import handle_bearer_error
 
@@ -71,12 +71,11 @@ class TokenAuth:
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("TokenAuth.init_app() was already called for this app")
         if self.validator is not None:
-            validator = self.validator
-            settings = self.settings if self.settings is not None else validator.settings
+            validator = validator_from(self.settings, self.validator)  # refuses a mismatch
         else:
             settings = self.settings if self.settings is not None else settings_from_config(app.config)
             validator = TokenValidator(settings)
-        app.extensions[EXTENSION_KEY] = TokenAuthState(settings=settings, validator=validator)
+        app.extensions[EXTENSION_KEY] = TokenAuthState(validator=validator)
         app.before_request(_authenticate_request)
         app.after_request(_reset_context_on_close)
         # Register the default handler unless the app already has its own for BearerError.
