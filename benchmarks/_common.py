@@ -25,8 +25,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from token_middleware.issuer import SigningKey, TokenIssuer, jwks_document
-from token_middleware.settings import Settings
+from token_middleware.core.issuer import SigningKey, TokenIssuer, jwks_document
+from token_middleware.core.settings import Settings
 
 ISSUER = "http://127.0.0.1/bench-issuer"
 AUDIENCE = "orders-service"

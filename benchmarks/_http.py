@@ -1,6 +1,6 @@
 """HTTP benchmark plumbing: gunicorn processes on free loopback ports, wrk runs, A/B alternation.
 
-Processes are started through :mod:`token_middleware.demo_runner` (same interpreter, readiness
+Processes are started through :mod:`demo_gateway.supervisor` (same interpreter, readiness
 polling, SIGTERM then SIGKILL) and always stopped by the context managers here. The
 ``Authorization`` value wrk sends is written to a Lua script in a private temporary directory
 (mode 0600) and never printed.
@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from token_middleware import demo_runner
+from demo_gateway import supervisor as demo_runner
 
 HOST = "127.0.0.1"
 

@@ -11,7 +11,7 @@ import statistics
 
 from cryptography.hazmat.primitives import serialization
 
-from token_middleware.validator import TokenValidator
+from token_middleware.core.validator import TokenValidator
 
 from ._common import Fixture, Options, Row, interleave, median_ratio, ratio_text, temp_dir, us_text
 from .cold import raw_rs256

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jose import jwk as jose_jwk
 from jose import jwt as jose_jwt
 
-from token_middleware.validator import TokenValidator
+from token_middleware.core.validator import TokenValidator
 
 from ._common import AUDIENCE, ISSUER, Fixture, Options, Row, interleave, median_ratio, ratio_text, temp_dir, us_text
 

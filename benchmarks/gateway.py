@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from token_middleware import demo_runner
+from demo_gateway import supervisor as demo_runner
 
 from ._common import AUDIENCE, Options, Row, ratio_text, temp_dir
 from ._http import (

@@ -22,10 +22,10 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from token_middleware.errors import InvalidToken
-from token_middleware.issuer import SigningKey, TokenIssuer
-from token_middleware.settings import Settings
-from token_middleware.validator import TokenValidator
+from token_middleware.core.errors import InvalidToken
+from token_middleware.core.issuer import SigningKey, TokenIssuer
+from token_middleware.core.settings import Settings
+from token_middleware.core.validator import TokenValidator
 
 from ._common import AUDIENCE, ISSUER, SCOPES, SUBJECT, Fixture, Options, Row, temp_dir
 

@@ -8,8 +8,8 @@ cryptography. Framework adapters live in ``token_middleware.flask_ext``,
 
 from __future__ import annotations
 
-from .context import get_current_token
-from .errors import (
+from .core.context import get_current_token
+from .core.errors import (
     BearerError,
     ConfigurationError,
     InsufficientScope,
@@ -19,10 +19,10 @@ from .errors import (
     MissingToken,
     TokenMiddlewareError,
 )
-from .scopes import check_scopes
-from .settings import Settings
-from .token import AccessToken
-from .validator import TokenValidator
+from .core.scopes import check_scopes
+from .core.settings import Settings
+from .core.token import AccessToken
+from .core.validator import TokenValidator
 from .wsgi import TokenMiddleware
 
 __version__ = "0.1.0"

@@ -13,7 +13,7 @@ Subcommands::
 What is trusted: ``mint`` signs whatever it is told to (it is a test tool; keep real signing keys
 away from it). ``inspect`` without ``--issuer``/``--audience`` only *decodes* a token and says so:
 nothing it prints is verified. With them, every check is made by the library's own
-:class:`~token_middleware.validator.TokenValidator`, with keys only from ``--jwks-url``,
+:class:`~token_middleware.core.validator.TokenValidator`, with keys only from ``--jwks-url``,
 ``--public-keys`` or the issuer's discovery document, never from the token's headers.
 Tokens are read from an argument or standard input and never printed back.
 """
@@ -21,8 +21,6 @@ Tokens are read from an argument or standard input and never printed back.
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import json
 import os
 import signal
@@ -32,6 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
+
+from .core import b64url
 
 __all__ = ["main"]
 
@@ -44,7 +44,7 @@ class CommandError(Exception):
 
 
 def cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
-    from .issuer import SigningKey, jwks_document
+    from .core.issuer import SigningKey, jwks_document
 
     key = SigningKey.generate(args.alg) if args.kid is None else _with_kid(args.alg, args.kid)
     pem = _text(key.private_pem())
@@ -69,7 +69,7 @@ def cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _with_kid(alg: str, kid: str) -> Any:
-    from .issuer import SigningKey
+    from .core.issuer import SigningKey
 
     fresh = SigningKey.generate(alg)
     return SigningKey.from_pem(fresh.private_pem(), alg, kid=kid)
@@ -108,7 +108,7 @@ def _parse_claim(text: str) -> tuple[str, Any]:
 
 
 def cmd_mint(args: argparse.Namespace, out: TextIO) -> int:
-    from .issuer import SigningKey, TokenIssuer
+    from .core.issuer import SigningKey, TokenIssuer
 
     try:
         pem = Path(args.key).read_bytes()
@@ -136,9 +136,8 @@ def cmd_mint(args: argparse.Namespace, out: TextIO) -> int:
 
 def _b64json(segment: str, what: str) -> Any:
     try:
-        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        return json.loads(data)
-    except (binascii.Error, ValueError) as exc:
+        return json.loads(b64url.decode(segment))
+    except ValueError as exc:
         raise CommandError(f"the token's {what} is not base64url-encoded JSON ({exc})") from None
 
 
@@ -211,9 +210,9 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
         )
         return 0
 
-    from .errors import TokenMiddlewareError
-    from .settings import Settings
-    from .validator import TokenValidator
+    from .core.errors import TokenMiddlewareError
+    from .core.settings import Settings
+    from .core.validator import TokenValidator
 
     mapping: dict[str, Any] = {"ISSUER": list(args.issuer), "AUDIENCE": args.audience}
     for name, value in (
@@ -260,7 +259,7 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_rotate_keys(args: argparse.Namespace, out: TextIO) -> int:
-    from .gateway.keystore import KeyStore
+    from .gateway.issuing.keystore import KeyStore
 
     keys_dir = Path(args.keys_dir)
     if not keys_dir.is_dir():
@@ -307,7 +306,7 @@ def demo_curl_lines(gateway_url: str) -> list[tuple[str, str]]:
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from .demo_runner import DemoConfig, DemoError, DemoPorts, DemoStack, ManagedProcess, start_nginx
+    from demo_gateway.supervisor import DemoConfig, DemoError, DemoPorts, DemoStack, ManagedProcess, start_nginx
 
     try:
         ports = DemoPorts.parse(args.ports)
@@ -384,7 +383,7 @@ def _print_demo_banner(out: TextIO, stack: Any, *, nginx_port: int | None) -> No
     out.write(f"In a browser: {gw}/login  (then the page at {gw}/app)\n")
     out.write(f"Keys: {gw}/.well-known/jwks.json   discovery: {gw}/.well-known/openid-configuration\n")
     if nginx_port:
-        from .demo_runner import url_host
+        from demo_gateway.supervisor import url_host
 
         ngx = f"http://{url_host(c.host)}:{nginx_port}"
         out.write(

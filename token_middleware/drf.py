@@ -6,7 +6,7 @@ keys they point at. ``BearerTokenAuthentication.authenticate`` returns ``None`` 
 is validated (or taken from :class:`~token_middleware.django_ext.middleware.TokenMiddleware`,
 which already did) and gives ``request.user`` = a stateless
 :class:`~token_middleware.django_ext.users.TokenUser` and ``request.auth`` = the
-:class:`~token_middleware.token.AccessToken`. Errors keep the RFC 6750 wire format: 400
+:class:`~token_middleware.core.token.AccessToken`. Errors keep the RFC 6750 wire format: 400
 ``invalid_request``, 401 ``invalid_token`` (or the plain ``Bearer realm="…"`` challenge when no
 credentials were sent), 403 ``insufficient_scope`` with ``scope="…"``, 503 with ``Retry-After``.
 
@@ -31,11 +31,11 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from .django_ext.conf import get_runtime
+from .django_ext.apps import get_runtime
 from .django_ext.users import TokenUser
-from .errors import BearerError, InsufficientScope, KeysUnavailable
-from .scopes import normalise_required
-from .token import AccessToken
+from .core.errors import BearerError, InsufficientScope, KeysUnavailable
+from .core.scopes import normalise_required
+from .core.token import AccessToken
 
 __all__ = [
     "BearerTokenAuthentication",

@@ -2,9 +2,9 @@
 
 :class:`PropagateTokenAuth` is an ``httpx.Auth`` whose flow does no I/O, so one instance serves
 both ``httpx.Client`` and ``httpx.AsyncClient``. At call time it reads the token of the request
-being handled (:func:`token_middleware.context.get_current_token`) and adds
+being handled (:func:`token_middleware.core.context.get_current_token`) and adds
 ``Authorization: Bearer <token>`` when the destination is in the ``FORWARD_TO`` allowlist and the
-request has no ``Authorization`` of its own (rules: :mod:`token_middleware.forwarding`)::
+request has no ``Authorization`` of its own (rules: :mod:`token_middleware.core.forwarding`)::
 
     auth = PropagateTokenAuth(forward_to=["customers:8002"])
     with httpx.Client(auth=auth) as client:
@@ -27,7 +27,7 @@ from collections.abc import Generator, Iterable
 
 import httpx
 
-from .forwarding import HostAllowlist, authorization_for
+from .core.forwarding import HostAllowlist, authorization_for
 
 __all__ = ["PropagateTokenAuth", "with_authorization"]
 
@@ -53,7 +53,7 @@ class PropagateTokenAuth(httpx.Auth):
     """Adds the current access token to requests for allowed hosts; sync and async.
 
     ``forward_to`` is the allowlist: entries (``"host"``, ``"host:port"``), a comma-separated
-    string, or a :class:`~token_middleware.forwarding.HostAllowlist`. ``None`` reads
+    string, or a :class:`~token_middleware.core.forwarding.HostAllowlist`. ``None`` reads
     ``TOKEN_MIDDLEWARE_FORWARD_TO`` from the environment once, here; an empty allowlist means the
     token is never sent. The object holds no per-request state and may be shared.
     """

@@ -20,7 +20,7 @@ What is patched (only for the libraries that are importable):
   leaves the origin. A client's own ``auth`` still applies after it and wins.
 
 The rules (exact host and port, the caller's header wins, no token no header, only the host is
-logged) are those of :mod:`token_middleware.forwarding`. Example, in the service's start-up code::
+logged) are those of :mod:`token_middleware.core.forwarding`. Example, in the service's start-up code::
 
     from token_middleware.instrument import instrument, uninstrument
     instrumentor = instrument(forward_to=["customers:8002"])   # or None: the environment
@@ -39,7 +39,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .forwarding import HostAllowlist, authorization_for
+from .core.forwarding import HostAllowlist, authorization_for
 
 __all__ = ["Instrumentor", "active_instrumentor", "instrument", "uninstrument"]
 
@@ -126,7 +126,7 @@ class Instrumentor:
     """Patches requests and httpx so their calls carry the current token to ``forward_to`` hosts.
 
     ``forward_to`` is the allowlist (entries, a comma-separated string or a
-    :class:`~token_middleware.forwarding.HostAllowlist`); ``None`` reads
+    :class:`~token_middleware.core.forwarding.HostAllowlist`); ``None`` reads
     ``TOKEN_MIDDLEWARE_FORWARD_TO`` from the environment here. :meth:`instrument` and
     :meth:`uninstrument` are idempotent; the original methods are kept on this object.
     """

@@ -1,10 +1,10 @@
 """Propagate the current access token on calls made with requests.
 
 :class:`PropagateTokenAuth` is a requests auth object: at call time it reads the token of the
-request being handled (:func:`token_middleware.context.get_current_token`) and adds
+request being handled (:func:`token_middleware.core.context.get_current_token`) and adds
 ``Authorization: Bearer <token>`` when the destination is in the ``FORWARD_TO`` allowlist and the
 caller set no ``Authorization`` of its own. The rules are those of
-:mod:`token_middleware.forwarding`. :func:`propagating_session` returns a session that uses it on
+:mod:`token_middleware.core.forwarding`. :func:`propagating_session` returns a session that uses it on
 every call::
 
     session = propagating_session(forward_to=["customers:8002"])
@@ -27,7 +27,7 @@ import requests
 from requests.auth import AuthBase
 from requests.models import PreparedRequest, Response
 
-from .forwarding import HostAllowlist, authorization_for, carries_current_token
+from .core.forwarding import HostAllowlist, authorization_for, carries_current_token
 
 __all__ = ["PropagateTokenAuth", "PropagatingSession", "propagating_session"]
 
@@ -36,7 +36,7 @@ class PropagateTokenAuth(AuthBase):
     """Adds the current access token to requests for allowed hosts.
 
     ``forward_to`` is the allowlist: entries (``"host"``, ``"host:port"``), a comma-separated
-    string, or a :class:`~token_middleware.forwarding.HostAllowlist`. ``None`` reads
+    string, or a :class:`~token_middleware.core.forwarding.HostAllowlist`. ``None`` reads
     ``TOKEN_MIDDLEWARE_FORWARD_TO`` from the environment once, here; an empty allowlist means the
     token is never sent. The object holds no per-request state and may be shared by threads.
     """

@@ -7,10 +7,10 @@ Not trusted: the ``Authorization`` header and (when ``ALLOW_QUERY_TOKEN`` is on)
 When a request carries a bearer token, it is validated, whatever the method; an invalid one is
 answered here with 400/401 and the RFC 6750 challenge, and unobtainable keys with 503 and
 ``Retry-After``. A valid token is put in ``environ["token_middleware.access_token"]`` and in
-the context (:func:`token_middleware.context.get_current_token`) until the response iterable is
+the context (:func:`token_middleware.core.context.get_current_token`) until the response iterable is
 closed, so streamed bodies see it too. A request without a token passes through as anonymous
 (the environ key is ``None``), unless ``require_token=True``; per-view scope checks belong to
-the framework adapters or to :func:`token_middleware.scopes.check_scopes`::
+the framework adapters or to :func:`token_middleware.core.scopes.check_scopes`::
 
     from token_middleware.wsgi import TokenMiddleware
     app = TokenMiddleware(app)          # settings from TOKEN_MIDDLEWARE_* environment variables
@@ -23,12 +23,12 @@ from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .context import bind_token, reset_token
-from .errors import BearerError, MissingToken
-from .responses import error_response
-from .settings import Settings
-from .token import AccessToken
-from .validator import TokenValidator, validator_from
+from .core.context import bind_token, reset_token
+from .core.errors import BearerError, MissingToken
+from .core.responses import error_response
+from .core.settings import Settings
+from .core.token import AccessToken
+from .core.validator import TokenValidator, validator_from
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

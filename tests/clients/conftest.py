@@ -19,11 +19,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from token_middleware.context import bind_token, reset_token
-from token_middleware.issuer import SigningKey, TokenIssuer, jwks_document
-from token_middleware.settings import Settings
-from token_middleware.token import AccessToken
-from token_middleware.validator import TokenValidator
+from token_middleware.core.context import bind_token, reset_token
+from token_middleware.core.issuer import SigningKey, TokenIssuer, jwks_document
+from token_middleware.core.settings import Settings
+from token_middleware.core.token import AccessToken
+from token_middleware.core.validator import TokenValidator
 
 ISSUER = "https://issuer.test"
 AUDIENCE = "orders-service"

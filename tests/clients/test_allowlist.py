@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from token_middleware.errors import ConfigurationError
-from token_middleware.forwarding import HostAllowlist
+from token_middleware.core.errors import ConfigurationError
+from token_middleware.core.forwarding import HostAllowlist
 
 ENTRIES = ["customers", "orders.internal:8001", "Billing.Example", "127.0.0.1:8002", "[::1]:9000", "[fe80::1]"]
 

@@ -13,11 +13,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 import requests
 
-from token_middleware.concurrency import ContextThreadPoolExecutor, with_current_context
-from token_middleware.context import get_current_token
+from token_middleware.core.concurrency import ContextThreadPoolExecutor, with_current_context
+from token_middleware.core.context import get_current_token
 from token_middleware.requests_auth import propagating_session
-from token_middleware.settings import Settings
-from token_middleware.token import AccessToken
+from token_middleware.core.settings import Settings
+from token_middleware.core.token import AccessToken
 from token_middleware.wsgi import TokenMiddleware
 
 if TYPE_CHECKING:

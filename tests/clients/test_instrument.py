@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from token_middleware.instrument import Instrumentor, active_instrumentor, instrument, uninstrument
-from token_middleware.token import AccessToken
+from token_middleware.core.token import AccessToken
 
 if TYPE_CHECKING:
     from conftest import Echo

@@ -18,7 +18,7 @@ import requests
 from token_middleware.httpx_auth import PropagateTokenAuth as HttpxAuth
 from token_middleware.requests_auth import PropagateTokenAuth as RequestsAuth
 from token_middleware.requests_auth import propagating_session
-from token_middleware.token import AccessToken
+from token_middleware.core.token import AccessToken
 
 if TYPE_CHECKING:
     from conftest import Echo, MintToken

@@ -1,6 +1,6 @@
 """Test helpers for the core suite: a controllable JWKS server on loopback and a token forge.
 
-Self-contained on purpose (standard library, ``cryptography`` and ``token_middleware.issuer``
+Self-contained on purpose (standard library, ``cryptography`` and ``token_middleware.core.issuer``
 only), so other test directories can reuse it::
 
     import importlib.util, pathlib
@@ -13,7 +13,7 @@ rotate keys or misbehave (``mode``: ``ok``, ``500``, ``garbage``, ``html``, ``em
 
 ``forge`` builds compact JWS strings from arbitrary headers, payloads and signatures: JSON
 dicts, raw bytes (duplicate names, NaN, deep nesting) or already-encoded segments, signed for
-real with a :class:`~token_middleware.issuer.SigningKey` or with any HMAC secret.
+real with a :class:`~token_middleware.core.issuer.SigningKey` or with any HMAC secret.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from token_middleware.issuer import SigningKey, TokenIssuer, jwks_document
+from token_middleware.core.issuer import SigningKey, TokenIssuer, jwks_document
 
 ISSUER = "https://issuer.test"
 AUDIENCE = "orders-service"

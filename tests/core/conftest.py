@@ -16,9 +16,9 @@ if str(Path(__file__).parent) not in sys.path:  # --import-mode=importlib does n
 
 from _support import AUDIENCE, ISSUER, NOW, FakeClock, JWKSServer, Kit  # noqa: E402
 
-from token_middleware.issuer import SigningKey, jwks_document  # noqa: E402
-from token_middleware.settings import Settings  # noqa: E402
-from token_middleware.validator import TokenValidator  # noqa: E402
+from token_middleware.core.issuer import SigningKey, jwks_document  # noqa: E402
+from token_middleware.core.settings import Settings  # noqa: E402
+from token_middleware.core.validator import TokenValidator  # noqa: E402
 
 __all__ = ["AUDIENCE", "ISSUER", "NOW", "Kit"]
 

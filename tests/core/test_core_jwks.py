@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from _support import AUDIENCE, ISSUER, FakeClock, JWKSServer, Kit
 
-from token_middleware.errors import InvalidToken, KeysUnavailable, MalformedToken, UnknownKey
-from token_middleware.issuer import SigningKey, TokenIssuer
-from token_middleware.keys import RemoteKeySource
-from token_middleware.settings import Settings
-from token_middleware.validator import TokenValidator
+from token_middleware.core.errors import InvalidToken, KeysUnavailable, MalformedToken, UnknownKey
+from token_middleware.core.issuer import SigningKey, TokenIssuer
+from token_middleware.core.keys import RemoteKeySource
+from token_middleware.core.settings import Settings
+from token_middleware.core.validator import TokenValidator
 
 
 class Remote:

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from _support import Kit
 
-from token_middleware.bearer import extract_token, parse_authorization
-from token_middleware.errors import InvalidRequest, InvalidToken, KeysUnavailable
-from token_middleware.scopes import parse_scopes
-from token_middleware.validator import TokenValidator
+from token_middleware.core.bearer import extract_token, parse_authorization
+from token_middleware.core.errors import InvalidRequest, InvalidToken, KeysUnavailable
+from token_middleware.core.scopes import parse_scopes
+from token_middleware.core.validator import TokenValidator
 
 B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 MODERATE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

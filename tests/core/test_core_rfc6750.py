@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from token_middleware.bearer import extract_token, parse_authorization, token_from_query
-from token_middleware.errors import (
+from token_middleware.core.bearer import extract_token, parse_authorization, token_from_query
+from token_middleware.core.errors import (
     BearerError,
     ExpiredToken,
     InsufficientScope,
@@ -18,9 +18,9 @@ from token_middleware.errors import (
     KeysUnavailable,
     MissingToken,
 )
-from token_middleware.responses import error_response, prefers_html
-from token_middleware.scopes import check_scopes, parse_scopes
-from token_middleware.token import AccessToken
+from token_middleware.core.responses import error_response, prefers_html
+from token_middleware.core.scopes import check_scopes, parse_scopes
+from token_middleware.core.token import AccessToken
 
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from token_middleware.errors import ConfigurationError
-from token_middleware.settings import DEFAULTS, NAMES, Settings
+from token_middleware.core.errors import ConfigurationError
+from token_middleware.core.settings import DEFAULTS, NAMES, Settings
 
 ISSUER = "https://issuer.test"
 

@@ -16,7 +16,7 @@ import pytest
 from _support import AUDIENCE, ISSUER, JWKSServer, Kit, b64url, forge
 from cryptography.hazmat.primitives import serialization
 
-from token_middleware.errors import (
+from token_middleware.core.errors import (
     BearerError,
     ConfigurationError,
     CriticalHeader,
@@ -38,10 +38,10 @@ from token_middleware.errors import (
     UnknownKey,
     UnsupportedSerialization,
 )
-from token_middleware.issuer import SigningKey, jwks_document
-from token_middleware.settings import Settings
-from token_middleware.token import AccessToken
-from token_middleware.validator import TokenValidator
+from token_middleware.core.issuer import SigningKey, jwks_document
+from token_middleware.core.settings import Settings
+from token_middleware.core.token import AccessToken
+from token_middleware.core.validator import TokenValidator
 
 Builder = Callable[[Kit], str]
 

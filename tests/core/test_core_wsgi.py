@@ -14,10 +14,10 @@ from wsgiref.validate import validator as wsgi_lint
 import pytest
 from _support import AUDIENCE, Kit
 
-from token_middleware.context import get_current_token
-from token_middleware.settings import Settings
-from token_middleware.token import AccessToken
-from token_middleware.validator import TokenValidator
+from token_middleware.core.context import get_current_token
+from token_middleware.core.settings import Settings
+from token_middleware.core.token import AccessToken
+from token_middleware.core.validator import TokenValidator
 from token_middleware.wsgi import ENVIRON_KEY, TokenMiddleware, get_token
 
 

@@ -69,7 +69,7 @@ def test_app_ready_refuses_bad_settings() -> None:
 
 
 def test_runtime_is_built_once_per_settings_dict(token_issuer: Any) -> None:
-    from token_middleware.django_ext.conf import get_runtime
+    from token_middleware.django_ext.apps import get_runtime
     from token_middleware.testing import override_django_settings
 
     first = get_runtime()
@@ -82,7 +82,7 @@ def test_runtime_is_built_once_per_settings_dict(token_issuer: Any) -> None:
 
 
 def test_environment_is_the_fallback_for_missing_names(monkeypatch: pytest.MonkeyPatch, token_issuer: Any) -> None:
-    from token_middleware.django_ext.conf import get_runtime
+    from token_middleware.django_ext.apps import get_runtime
 
     monkeypatch.setenv("TOKEN_MIDDLEWARE_ISSUER", token_issuer.url)
     monkeypatch.setenv("TOKEN_MIDDLEWARE_LEEWAY", "7")

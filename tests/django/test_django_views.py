@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from token_middleware.context import get_current_token
+from token_middleware.core.context import get_current_token
 from token_middleware.testing import bearer
 
 REALM = 'Bearer realm="customers-service"'

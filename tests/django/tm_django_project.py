@@ -11,7 +11,7 @@ from django.urls import path
 from django.utils.decorators import method_decorator
 from django.views import View
 
-from token_middleware.context import get_current_token
+from token_middleware.core.context import get_current_token
 from token_middleware.django_ext.decorators import require_any_scope, require_scopes, require_token
 from token_middleware.django_ext.mixins import ScopesRequiredMixin
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from token_middleware.demo_runner import (
+from demo_gateway.supervisor import (
     DemoConfig,
     DemoError,
     DemoPorts,

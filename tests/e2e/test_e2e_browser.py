@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from token_middleware.demo_runner import DemoStack
+from demo_gateway.supervisor import DemoStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from token_middleware.demo_runner import DemoPorts, port_is_free
+from demo_gateway.supervisor import DemoPorts, port_is_free
 
 pytestmark = pytest.mark.e2e
 

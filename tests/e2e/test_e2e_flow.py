@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import requests
 
-from token_middleware.demo_runner import DemoStack
-from token_middleware.issuer import SigningKey, TokenIssuer
+from demo_gateway.supervisor import DemoStack
+from token_middleware.core.issuer import SigningKey, TokenIssuer
 
 pytestmark = pytest.mark.e2e
 

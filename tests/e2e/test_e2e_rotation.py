@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from token_middleware.cli import main
-from token_middleware.demo_runner import DemoStack
+from demo_gateway.supervisor import DemoStack
 
 pytestmark = pytest.mark.e2e
 

@@ -27,7 +27,7 @@ def build_app(issuer: Any, **overrides: Any) -> Any:
     from flask import Blueprint, Flask, Response, request, stream_with_context
     from flask.views import MethodView
 
-    from token_middleware.context import get_current_token
+    from token_middleware.core.context import get_current_token
     from token_middleware.flask_ext import (
         TokenAuth,
         current_token,

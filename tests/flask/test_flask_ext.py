@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from token_middleware.context import get_current_token
+from token_middleware.core.context import get_current_token
 from token_middleware.testing import bearer
 
 REALM = 'Bearer realm="orders-service"'
@@ -172,7 +172,7 @@ def test_html_clients_get_html(client: Any) -> None:
 
 
 def test_app_can_override_the_error_handler(make_app: Any, make_token: Any) -> None:
-    from token_middleware.errors import InsufficientScope
+    from token_middleware.core.errors import InsufficientScope
 
     app = make_app()
 

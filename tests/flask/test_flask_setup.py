@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from token_middleware.errors import ConfigurationError
+from token_middleware.core.errors import ConfigurationError
 from token_middleware.flask_ext import TokenAuth, get_state
 from token_middleware.testing import bearer, configure_flask
 

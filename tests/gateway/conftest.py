@@ -16,8 +16,8 @@ from werkzeug.security import generate_password_hash
 from werkzeug.test import Client
 
 from token_middleware.gateway import Gateway, GatewayConfig, Route, UserStore
-from token_middleware.settings import Settings
-from token_middleware.validator import TokenValidator
+from token_middleware.core.settings import Settings
+from token_middleware.core.validator import TokenValidator
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from _gateway_support import ISSUER, PASSWORDS, Upstream, basic, bearer_of
 from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 
 from token_middleware.gateway import Gateway, GatewayConfig
-from token_middleware.validator import TokenValidator, b64url_decode
+from token_middleware.core import b64url
+from token_middleware.core.validator import TokenValidator
 
 
 def csrf_field(html: str) -> str:
@@ -276,7 +277,7 @@ def test_auth_request_tells_nginx_how_long_it_may_cache(
     assert response.status_code == 200
     cacheable = int(response.headers["X-Accel-Expires"])
     assert cacheable == expected
-    exp = json.loads(b64url_decode(response.headers["X-Access-Token"].split(".")[1]))["exp"]
+    exp = json.loads(b64url.decode(response.headers["X-Access-Token"].split(".")[1]))["exp"]
     assert cacheable <= max(0, exp - clock.now - gateway.minter.margin)
     gateway.close()
 

@@ -9,9 +9,10 @@ from collections.abc import Callable
 import pytest
 from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 
-from token_middleware.errors import InvalidAudience
+from token_middleware.core.errors import InvalidAudience
 from token_middleware.gateway import Gateway, GatewayConfig, Route
-from token_middleware.validator import TokenValidator, b64url_decode
+from token_middleware.core import b64url
+from token_middleware.core.validator import TokenValidator
 
 from _gateway_support import ISSUER, SCOPES, Upstream, basic, bearer_of, free_port
 
@@ -329,7 +330,7 @@ def test_concurrent_requests_each_carry_their_own_identity(gateway: Gateway, ups
     for t in threads:
         t.join(30)
     for rec in upstream.requests:
-        claims = json.loads(b64url_decode(bearer_of(rec).split(".")[1]))
+        claims = json.loads(b64url.decode(bearer_of(rec).split(".")[1]))
         results[claims["sub"]].append(rec.target)
     assert all(t.endswith("u=alice") for t in results["alice"]) and len(results["alice"]) == 30
     assert all(t.endswith("u=bob") for t in results["bob"]) and len(results["bob"]) == 30

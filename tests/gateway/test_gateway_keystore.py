@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from token_middleware.errors import ConfigurationError
-from token_middleware.gateway.keystore import RETENTION_MARGIN, KeyStore
+from token_middleware.core.errors import ConfigurationError
+from token_middleware.gateway.issuing.keystore import RETENTION_MARGIN, KeyStore
 
 
 def _open_store(directory: str, barrier: multiprocessing.synchronize.Barrier, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

@@ -19,9 +19,9 @@ import requests
 from _gateway_support import Upstream, bearer_of
 from werkzeug.serving import make_server
 
-from token_middleware import demo_runner
+from demo_gateway import supervisor as demo_runner
 from token_middleware.gateway import Gateway, GatewayConfig
-from token_middleware.validator import b64url_decode
+from token_middleware.core import b64url
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -83,7 +83,7 @@ def edge(make_config: Callable[..., GatewayConfig], upstream: Upstream, tmp_path
 
 
 def claims(token: str) -> dict[str, object]:
-    data = json.loads(b64url_decode(token.split(".")[1]))
+    data = json.loads(b64url.decode(token.split(".")[1]))
     assert isinstance(data, dict)
     return data
 

@@ -11,10 +11,10 @@ import pytest
 from _gateway_support import FAST_HASH
 from werkzeug.security import generate_password_hash
 
-from token_middleware.errors import ConfigurationError
+from token_middleware.core.errors import ConfigurationError
 from token_middleware.gateway import GatewayConfig, KeyStore, Route, TokenMinter, User, UserStore
 from token_middleware.gateway.config import default_keys_dir
-from token_middleware.gateway.minting import refresh_margin
+from token_middleware.gateway.issuing.minting import refresh_margin
 from token_middleware.gateway.sessions import LoginLimiter, SessionCodec
 
 

@@ -18,8 +18,8 @@ from _gateway_support import basic
 from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 
 from token_middleware.gateway import Gateway, GatewayConfig, Route
-from token_middleware.gateway.proxy import UpstreamAborted
-from token_middleware.gateway.upstream import UpstreamFailed, UpstreamPool, UpstreamTimeout
+from token_middleware.gateway.edge.proxy import UpstreamAborted
+from token_middleware.gateway.edge.upstream import UpstreamFailed, UpstreamPool, UpstreamTimeout
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 

@@ -5,7 +5,7 @@
   server: recording the ``Authorization`` header is its job) and can echo, redirect or stall;
 - :func:`start_stack`: the gateway, the orders (Flask) and customers (Django) services and the
   streaming test app (``reliability_stream_app``) under real gunicorn with a chosen worker class,
-  on free loopback ports, always stoppable; built on :mod:`token_middleware.demo_runner`;
+  on free loopback ports, always stoppable; built on :mod:`demo_gateway.supervisor`;
 - :func:`run_load`: many requests at a fixed concurrency, each checked by a function that says
   whether the answer showed the caller's own identity, counted as crossovers, 5xx and errors.
 
@@ -31,7 +31,7 @@ import pytest
 import requests
 from werkzeug.security import generate_password_hash
 
-from token_middleware.demo_runner import (
+from demo_gateway.supervisor import (
     CUSTOMERS_AUDIENCE,
     ORDERS_AUDIENCE,
     ManagedProcess,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from token_middleware import Settings, TokenMiddleware, get_current_token
-from token_middleware.concurrency import ContextThreadPoolExecutor
+from token_middleware.core.concurrency import ContextThreadPoolExecutor
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

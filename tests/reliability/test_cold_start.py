@@ -21,8 +21,8 @@ import time
 
 from reliability_stack import Received, Recorder
 
-from token_middleware.issuer import SigningKey, jwks_document
-from token_middleware.keys import RemoteKeySource
+from token_middleware.core.issuer import SigningKey, jwks_document
+from token_middleware.core.keys import RemoteKeySource
 
 SLOW = 0.5
 

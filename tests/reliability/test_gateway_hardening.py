@@ -19,8 +19,8 @@ from reliability_stack import Recorder, blackhole, write_users_file
 from werkzeug.security import generate_password_hash
 from werkzeug.test import Client, TestResponse
 
-from token_middleware.demo_runner import free_port
-from token_middleware.errors import ConfigurationError
+from demo_gateway.supervisor import free_port
+from token_middleware.core.errors import ConfigurationError
 from token_middleware.gateway import Gateway, GatewayConfig, Route, UserStore
 
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}

@@ -31,10 +31,10 @@ from hypothesis import strategies as st
 from reliability_stack import FIGURES, Recorder, Received, scaled, user_passwords, write_users_file
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from token_middleware.errors import InvalidToken
+from token_middleware.core.errors import InvalidToken
 from token_middleware.gateway import Gateway, GatewayConfig, Route
-from token_middleware.settings import Settings
-from token_middleware.validator import TokenValidator
+from token_middleware.core.settings import Settings
+from token_middleware.core.validator import TokenValidator
 
 ISSUER = "http://gateway.test"
 MAX_EXAMPLES = scaled(500, 20_000)

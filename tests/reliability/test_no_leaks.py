@@ -47,10 +47,10 @@ from reliability_stack import (
     write_users_file,
 )
 
-from token_middleware.demo_runner import ORDERS_AUDIENCE, free_port, wait_until_answers
-from token_middleware.issuer import SigningKey, TokenIssuer
-from token_middleware.settings import Settings
-from token_middleware.validator import TokenValidator
+from demo_gateway.supervisor import ORDERS_AUDIENCE, free_port, wait_until_answers
+from token_middleware.core.issuer import SigningKey, TokenIssuer
+from token_middleware.core.settings import Settings
+from token_middleware.core.validator import TokenValidator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 
-from ..errors import ConfigurationError
+from ..core.errors import ConfigurationError
 from .conf import MIDDLEWARE_PATH, SETTING, SettingsTypeError, conf
 
 AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"

@@ -5,8 +5,8 @@ Trusted: the deployer's settings only. :data:`conf` is a stateless object: every
 A NAME missing from the dict falls back to the ``TOKEN_MIDDLEWARE_<NAME>`` environment variable,
 the same rule as the Flask extension's ``app.config``.
 
-The :class:`Runtime` (validated :class:`~token_middleware.settings.Settings` and the
-:class:`~token_middleware.validator.TokenValidator` that owns the key cache) is built once per
+The :class:`Runtime` (validated :class:`~token_middleware.core.settings.Settings` and the
+:class:`~token_middleware.core.validator.TokenValidator` that owns the key cache) is built once per
 distinct settings dict and owned by the app's :class:`~django.apps.AppConfig` instance, not by
 this module.
 """
@@ -17,16 +17,15 @@ import copy
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from ..errors import ConfigurationError
-from ..settings import NAMES, PREFIX, Settings
-from ..validator import TokenValidator
+from ..core.errors import ConfigurationError
+from ..core.runtime import Runtime
+from ..core.settings import NAMES, PREFIX, Settings
+from ..core.validator import TokenValidator
 
 SETTING = "TOKEN_MIDDLEWARE"
 APP_LABEL = "token_middleware"
@@ -62,7 +61,7 @@ class Conf:
         return merged
 
     def build(self) -> Settings:
-        """Validated settings; raises :class:`~token_middleware.errors.ConfigurationError`."""
+        """Validated settings; raises :class:`~token_middleware.core.errors.ConfigurationError`."""
         return Settings.from_mapping(self.values())
 
 
@@ -78,21 +77,6 @@ def improperly_configured(err: ConfigurationError) -> ImproperlyConfigured:
         else ""
     )
     return ImproperlyConfigured(f"token_middleware: {err} -- fix {where}")
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """What one settings dict yields: the validator (with its settings and key cache)."""
-
-    validator: TokenValidator
-
-    @property
-    def settings(self) -> Settings:
-        return self.validator.settings
-
-    @property
-    def realm(self) -> str:
-        return self.validator.settings.realm
 
 
 class RuntimeCache:
@@ -120,21 +104,3 @@ class RuntimeCache:
                 return runtime
         except ConfigurationError as err:
             raise improperly_configured(err) from err
-
-
-def get_runtime() -> Runtime:
-    """The runtime owned by the installed ``token_middleware`` app."""
-    from .apps import TokenMiddlewareConfig
-
-    try:
-        app_config = apps.get_app_config(APP_LABEL)
-    except LookupError:
-        raise ImproperlyConfigured(
-            "token_middleware: add 'token_middleware.django_ext' to INSTALLED_APPS"
-        ) from None
-    if not isinstance(app_config, TokenMiddlewareConfig):
-        raise ImproperlyConfigured(
-            f"token_middleware: the app label {APP_LABEL!r} belongs to another app; "
-            "add 'token_middleware.django_ext' to INSTALLED_APPS"
-        )
-    return app_config.runtime()

@@ -21,9 +21,10 @@ from asgiref.sync import iscoroutinefunction
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
-from ..errors import BearerError
-from ..scopes import ScopeDecorators, check_scopes
-from .conf import MIDDLEWARE_PATH, Runtime
+from ..core.errors import BearerError
+from ..core.scopes import ScopeDecorators, check_scopes
+from ..core.runtime import Runtime
+from .conf import MIDDLEWARE_PATH
 from .middleware import REQUEST_RUNTIME_ATTR
 from .responses import bearer_error_response
 

@@ -9,7 +9,7 @@ keys (503, ``Retry-After``) are answered here with an RFC 6750 JSON response.
 
 With a valid token:
 
-* ``request.access_token`` is the :class:`~token_middleware.token.AccessToken`;
+* ``request.access_token`` is the :class:`~token_middleware.core.token.AccessToken`;
 * ``request.user`` becomes a stateless :class:`~.users.TokenUser` unless another
   authentication (``AuthenticationMiddleware``, listed *before* this one) found an authenticated
   user; the session is then looked at lazily, only if ``request.user`` is used;
@@ -29,10 +29,11 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import SimpleLazyObject
 
-from ..context import bind_token, reset_token
-from ..errors import BearerError
-from ..token import AccessToken
-from .conf import Runtime, get_runtime
+from ..core.context import bind_token, reset_token
+from ..core.errors import BearerError
+from ..core.token import AccessToken
+from ..core.runtime import Runtime
+from .apps import get_runtime
 from .responses import bearer_error_response
 from .users import TokenUser
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from ..scopes import normalise_required
+from ..core.scopes import normalise_required
 from .decorators import denial
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 
-from ..errors import BearerError
-from ..responses import error_response
+from ..core.errors import BearerError
+from ..core.responses import error_response
 
 
 def bearer_error_response(request: HttpRequest, error: BearerError, realm: str) -> HttpResponse:

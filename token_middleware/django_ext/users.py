@@ -1,6 +1,6 @@
 """A stateless user built from a validated access token (no database row, no user table).
 
-Trusted: only an :class:`~token_middleware.token.AccessToken` the validator accepted. The user
+Trusted: only an :class:`~token_middleware.core.token.AccessToken` the validator accepted. The user
 is authenticated and its ``username`` is the token's ``sub``; it has no Django permissions
 (authorization is by scope: ``user.scopes`` / the scope decorators). It does not import
 ``django.contrib.auth``, so it works in projects without it.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..token import AccessToken
+from ..core.token import AccessToken
 
 
 class TokenUser:

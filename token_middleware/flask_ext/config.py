@@ -3,19 +3,18 @@
 Trusted: only the deployer. Settings come from ``app.config`` keys ``TOKEN_MIDDLEWARE_<NAME>``
 (shared/DESIGN.md), with the process environment as the fallback for any NAME that
 ``app.config`` does not set. They are validated once, in :meth:`TokenAuth.init_app`, so a
-misconfigured app fails at start-up with a :class:`~token_middleware.errors.ConfigurationError`.
+misconfigured app fails at start-up with a :class:`~token_middleware.core.errors.ConfigurationError`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app
 
-from ..settings import PREFIX, Settings
-from ..validator import TokenValidator
+from ..core.runtime import Runtime
+from ..core.settings import PREFIX, Settings
 
 #: The key of this extension in ``app.extensions``.
 EXTENSION_KEY = "token_middleware"
@@ -29,22 +28,11 @@ def settings_from_config(config: Mapping[str, Any]) -> Settings:
     return Settings.from_prefixed(config, prefix=CONFIG_PREFIX)
 
 
-@dataclass(frozen=True)
-class TokenAuthState:
-    """What one app owns: the validator (with its settings and key cache)."""
-
-    validator: TokenValidator
-
-    @property
-    def settings(self) -> Settings:
-        return self.validator.settings
-
-    @property
-    def realm(self) -> str:
-        return self.validator.settings.realm
+#: The name this state had before 0.2; it is the shared :class:`~token_middleware.core.runtime.Runtime`.
+TokenAuthState = Runtime
 
 
-def get_state(app: Flask | None = None) -> TokenAuthState:
+def get_state(app: Flask | None = None) -> Runtime:
     """The extension state of ``app`` (default: the current app).
 
     Raises :class:`RuntimeError` when :meth:`TokenAuth.init_app` was not called for that app:
@@ -52,7 +40,7 @@ def get_state(app: Flask | None = None) -> TokenAuthState:
     """
     target = app if app is not None else current_app
     state = target.extensions.get(EXTENSION_KEY)
-    if not isinstance(state, TokenAuthState):
+    if not isinstance(state, Runtime):
         raise RuntimeError(
             "token_middleware is not set up on this Flask app: call TokenAuth().init_app(app) "
             "(or TokenAuth(app)) in your app factory"

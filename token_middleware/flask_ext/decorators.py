@@ -2,8 +2,8 @@
 
 Trusted: only the token that :class:`~token_middleware.flask_ext.TokenAuth` validated for this
 request. A decorator never reads headers itself. Without a token it raises
-:class:`~token_middleware.errors.MissingToken` (401, plain ``Bearer realm="…"`` challenge); with
-a token lacking scopes it raises :class:`~token_middleware.errors.InsufficientScope` (403,
+:class:`~token_middleware.core.errors.MissingToken` (401, plain ``Bearer realm="…"`` challenge); with
+a token lacking scopes it raises :class:`~token_middleware.core.errors.InsufficientScope` (403,
 ``scope="…"``); Flask's error handling turns both into RFC 6750 responses. ``OPTIONS`` without
 a token passes, so CORS preflight works. Views may be sync or async (``flask[async]``); they are
 called through ``current_app.ensure_sync``.
@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from flask import current_app, request
 
-from ..scopes import ScopeDecorators, check_scopes
+from ..core.scopes import ScopeDecorators, check_scopes
 from .config import get_state
 from .extension import get_current_token
 

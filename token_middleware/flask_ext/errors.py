@@ -1,7 +1,7 @@
 """RFC 6750 error responses for Flask, through Flask's own error handling.
 
 :meth:`TokenAuth.init_app` registers :func:`handle_bearer_error` for
-:class:`~token_middleware.errors.BearerError`, so an app can replace it with its own
+:class:`~token_middleware.core.errors.BearerError`, so an app can replace it with its own
 ``@app.errorhandler(BearerError)`` (or a handler for one subclass such as ``InsufficientScope``).
 The error objects build their own ``WWW-Authenticate`` and ``Retry-After`` headers; this module
 only serialises them. Bodies are JSON ``{"error": …, "error_description": …}`` unless the client
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from ..errors import BearerError
-from ..responses import error_response
+from ..core.errors import BearerError
+from ..core.responses import error_response
 from .config import get_state
 
 

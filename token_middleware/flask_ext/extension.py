@@ -8,7 +8,7 @@ token; the scope decorators decide whether a view needs one. A malformed header 
 token is refused right there, with the RFC 6750 response of the registered error handler.
 
 Per-request state lives in ``flask.g`` and in the core ``ContextVar``
-(:func:`token_middleware.context.get_current_token`), which is reset when the response is
+(:func:`token_middleware.core.context.get_current_token`), which is reset when the response is
 closed, so streamed bodies and outgoing calls made by the view see the token. Per-app state (the
 settings and the validator with its key cache) lives in ``app.extensions["token_middleware"]``.
 
@@ -31,12 +31,13 @@ from typing import cast
 from flask import Flask, Response, g, has_request_context, request
 from werkzeug.local import LocalProxy
 
-from ..context import bind_token, reset_token
-from ..errors import BearerError
-from ..settings import Settings
-from ..token import AccessToken
-from ..validator import TokenValidator, validator_from
-from .config import EXTENSION_KEY, TokenAuthState, get_state, settings_from_config
+from ..core.context import bind_token, reset_token
+from ..core.errors import BearerError
+from ..core.settings import Settings
+from ..core.token import AccessToken
+from ..core.validator import TokenValidator, validator_from
+from ..core.runtime import Runtime
+from .config import EXTENSION_KEY, get_state, settings_from_config
 from .errors import handle_bearer_error
 
 # Attribute names in flask.g; namespaced so they cannot collide with the app's own.
@@ -75,7 +76,7 @@ class TokenAuth:
         else:
             settings = self.settings if self.settings is not None else settings_from_config(app.config)
             validator = TokenValidator(settings)
-        app.extensions[EXTENSION_KEY] = TokenAuthState(validator=validator)
+        app.extensions[EXTENSION_KEY] = Runtime(validator=validator)
         app.before_request(_authenticate_request)
         app.after_request(_reset_context_on_close)
         # Register the default handler unless the app already has its own for BearerError.
@@ -113,7 +114,7 @@ def get_current_token() -> AccessToken | None:
     return token
 
 
-#: The current request's :class:`~token_middleware.token.AccessToken`, like flask-login's
+#: The current request's :class:`~token_middleware.core.token.AccessToken`, like flask-login's
 #: ``current_user``. It is falsy when the request carries no token; inside a view decorated
 #: with ``require_scopes``/``require_any_scope``/``require_token`` it is always a token.
 current_token: AccessToken = cast(AccessToken, LocalProxy(get_current_token))

@@ -47,9 +47,10 @@ from werkzeug.wrappers import Request, Response
 
 from . import pages
 from .config import GatewayConfig, Route
-from .keystore import KeyStore
-from .minting import TokenMinter
-from .proxy import (
+from .issuing import wellknown
+from .issuing.keystore import KeyStore
+from .issuing.minting import TokenMinter
+from .edge.proxy import (
     ENVIRON_ROUTE,
     ENVIRON_TOKEN,
     Proxy,
@@ -147,8 +148,8 @@ class Gateway:
             trusted_proxies=config.trusted_proxies,
         )
         self._endpoints: dict[str, tuple[frozenset[str], Callable[[Request], Response]]] = {
-            "/.well-known/jwks.json": (frozenset({"GET", "HEAD"}), self.jwks),
-            "/.well-known/openid-configuration": (frozenset({"GET", "HEAD"}), self.discovery),
+            wellknown.JWKS_PATH: (frozenset({"GET", "HEAD"}), self.jwks),
+            wellknown.DISCOVERY_PATH: (frozenset({"GET", "HEAD"}), self.discovery),
             "/login": (frozenset({"GET", "HEAD", "POST"}), self.login),
             "/logout": (frozenset({"POST"}), self.logout),
             "/app": (frozenset({"GET", "HEAD"}), self.app_page),
@@ -353,27 +354,17 @@ class Gateway:
 
     def jwks(self, request: Request) -> Response:
         """The public keys: current first, then retired keys whose tokens may still be alive."""
-        return _json(
-            self.keystore.jwks(),
-            headers={"Cache-Control": "public, max-age=60", "Access-Control-Allow-Origin": "*"},
-        )
+        return _json(self.keystore.jwks(), headers=wellknown.JWKS_HEADERS)
 
     def discovery(self, request: Request) -> Response:
         """OpenID Connect discovery: enough for a service to find the keys from the issuer."""
-        base = self.config.issuer_base
-        document = {
-            "issuer": self.config.issuer,
-            "jwks_uri": f"{base}/.well-known/jwks.json",
-            "response_types_supported": ["token"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": self.keystore.algorithms(),
-            "scopes_supported": self.users.all_scopes(),
-            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "jti", "scope", "client_id"],
-        }
-        return _json(
-            document,
-            headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"},
+        document = wellknown.discovery_document(
+            self.config.issuer,
+            self.config.issuer_base,
+            self.keystore.algorithms(),
+            self.users.all_scopes(),
         )
+        return _json(document, headers=wellknown.DISCOVERY_HEADERS)
 
     def healthz(self, request: Request) -> Response:
         """Liveness: 200 once the app is built (keys loaded, users read)."""

@@ -1,7 +1,7 @@
 """The gateway's configuration: ``GATEWAY_*`` environment variables, validated once at start-up.
 
 Everything here is trusted: it comes from the operator, never from a request. Bad values raise
-:class:`~token_middleware.errors.ConfigurationError` with a message naming the variable and the
+:class:`~token_middleware.core.errors.ConfigurationError` with a message naming the variable and the
 fix, so a gateway with a typo in its routes refuses to start instead of failing per request.
 
 =========================== ================================================================
@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from token_middleware.errors import ConfigurationError
+from token_middleware.core.errors import ConfigurationError
 
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
 DEFAULT_ROUTES = "/orders=http://127.0.0.1:8001,/customers=http://127.0.0.1:8002"
@@ -55,6 +55,15 @@ class Route:
     def matches(self, path: str) -> bool:
         """True when ``path`` is the prefix itself or lies below it (``/orders``, ``/orders/1``)."""
         return path == self.prefix or path.startswith(self.prefix + "/")
+
+
+def route_for(routes: Iterable[Route], path: str) -> Route | None:
+    """The route with the longest prefix that ``path`` lies under, or ``None``."""
+    best: Route | None = None
+    for route in routes:
+        if route.matches(path) and (best is None or len(route.prefix) > len(best.prefix)):
+            best = route
+    return best
 
 
 @dataclass(frozen=True)
@@ -112,11 +121,7 @@ class GatewayConfig:
 
     def route_for(self, path: str) -> Route | None:
         """The route with the longest prefix that ``path`` lies under, or ``None``."""
-        best: Route | None = None
-        for route in self.routes:
-            if route.matches(path) and (best is None or len(route.prefix) > len(best.prefix)):
-                best = route
-        return best
+        return route_for(self.routes, path)
 
     @classmethod
     def from_env(

@@ -18,8 +18,6 @@ worker). Everything read from a request is untrusted until its HMAC-SHA256 verif
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -29,6 +27,8 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from ..core import b64url
 
 MAX_COOKIE_LENGTH = 4096
 
@@ -40,15 +40,6 @@ class Session:
     username: str
     client_id: str
     expires_at: int
-
-
-def _b64e(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64d(text: str) -> bytes:
-    padded = text + "=" * (-len(text) % 4)
-    return base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True)
 
 
 class SessionCodec:
@@ -69,8 +60,8 @@ class SessionCodec:
             {"sub": username, "cid": client_id, "iat": now, "exp": now + self.ttl},
             separators=(",", ":"),
         )
-        body = _b64e(payload.encode("utf-8"))
-        return f"{body}.{_b64e(self._mac('session', body))}"
+        body = b64url.encode(payload.encode("utf-8"))
+        return f"{body}.{b64url.encode(self._mac('session', body))}"
 
     def decode(self, value: str | None) -> Session | None:
         """The session in ``value`` when its MAC verifies and it has not expired, else ``None``."""
@@ -78,14 +69,14 @@ class SessionCodec:
             return None
         body, _, mac = value.partition(".")
         try:
-            given = _b64d(mac)
-        except (binascii.Error, ValueError):
+            given = b64url.decode(mac)
+        except ValueError:
             return None
         if not hmac.compare_digest(given, self._mac("session", body)):
             return None
         try:
-            data = json.loads(_b64d(body))
-        except (binascii.Error, ValueError):
+            data = json.loads(b64url.decode(body))
+        except ValueError:
             return None
         if not isinstance(data, dict):
             return None
@@ -105,7 +96,7 @@ class SessionCodec:
 
     def csrf_token(self, nonce: str) -> str:
         """The form token that goes with the CSRF cookie's ``nonce``."""
-        return _b64e(self._mac("csrf", nonce))
+        return b64url.encode(self._mac("csrf", nonce))
 
     def csrf_valid(self, nonce: str | None, token: str | None) -> bool:
         """True when ``token`` (from the form) is the HMAC of ``nonce`` (from the cookie)."""

@@ -34,7 +34,7 @@ from typing import Any
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from token_middleware.errors import ConfigurationError
+from token_middleware.core.errors import ConfigurationError
 
 #: Passwords longer than this are refused without hashing (no hashing-cost amplification).
 MAX_PASSWORD_LENGTH = 1024

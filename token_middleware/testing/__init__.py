@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..issuer import SigningKey, TokenIssuer, jwks_document
-from ..settings import PREFIX
+from ..core.issuer import SigningKey, TokenIssuer, jwks_document
+from ..core.settings import PREFIX
 
 if TYPE_CHECKING:
     from flask import Flask

@@ -25,7 +25,7 @@ opt-in instrumentation (:mod:`token_middleware.instrument`) all decide through
 Trusted: the entries (they come from the deployer's settings) and the current token (the
 validator accepted it). Not trusted: the destination URL, which may come from user input or a
 redirect. Only the decision and the destination host are logged, at DEBUG, on the
-``token_middleware.forwarding`` logger; the token and the ``Authorization`` header never are.
+``token_middleware.core.forwarding`` logger; the token and the ``Authorization`` header never are.
 
 Example::
 
@@ -153,7 +153,7 @@ class HostAllowlist:
 
     ``entries`` are ``host`` or ``host:port`` strings (see the module docstring for the exact
     rules). An empty allowlist permits nothing: the token is never sent. Invalid entries raise
-    :class:`~token_middleware.errors.ConfigurationError` at construction.
+    :class:`~token_middleware.core.errors.ConfigurationError` at construction.
 
     List only hosts that you reach over TLS (or a network you trust as much) in production: the
     allowlist permits both ``http`` and ``https`` to a listed host.

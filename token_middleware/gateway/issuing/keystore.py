@@ -44,8 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from token_middleware.errors import ConfigurationError
-from token_middleware.issuer import SigningKey
+from token_middleware.core.errors import ConfigurationError
+from token_middleware.core.issuer import SigningKey
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Keep the caller's identity in work sent to other threads.
 
-The current access token lives in a ``ContextVar`` (:mod:`token_middleware.context`). A plain
+The current access token lives in a ``ContextVar`` (:mod:`token_middleware.core.context`). A plain
 ``ThreadPoolExecutor`` runs tasks in its worker threads' own context, so a fan-out call made
 there sees no token and propagates nothing. Two helpers fix that with ``contextvars``:
 

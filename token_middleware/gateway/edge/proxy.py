@@ -35,7 +35,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from .config import Route
+from ..config import Route, route_for
 from .upstream import (
     UpstreamError,
     UpstreamPool,
@@ -249,20 +249,12 @@ class Proxy:
         for pool in self.pools.values():
             pool.close()
 
-    def route_for(self, path: str) -> Route | None:
-        """The route with the longest matching prefix, or None."""
-        best: Route | None = None
-        for route in self.routes:
-            if route.matches(path) and (best is None or len(route.prefix) > len(best.prefix)):
-                best = route
-        return best
-
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         rid = request_id(environ)
         rid_header = [("X-Request-ID", rid)]
         route = environ.get(ENVIRON_ROUTE)
         if not isinstance(route, Route):
-            route = self.route_for(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+            route = route_for(self.routes, environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
         if route is None:
             return json_response(start_response, 404, "not_found", "no route for this path", rid_header)
         token = environ.get(ENVIRON_TOKEN)

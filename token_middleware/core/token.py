@@ -1,6 +1,6 @@
 """AccessToken: the verified identity of the caller, as the validator accepted it.
 
-An ``AccessToken`` exists only after every check in :mod:`token_middleware.validator` passed,
+An ``AccessToken`` exists only after every check in :mod:`token_middleware.core.validator` passed,
 so code that holds one may trust its fields. The raw token is kept for propagation to allowed
 downstream hosts; it is hidden from ``repr``/``str`` so that logging the object never leaks it.
 """

@@ -1,6 +1,6 @@
 """TokenValidator: the whole access-token policy, in one place.
 
-Trusted: the settings and the keys from the configured source (:mod:`token_middleware.keys`).
+Trusted: the settings and the keys from the configured source (:mod:`token_middleware.core.keys`).
 Not trusted: every byte of the token. The checks, in order (RFC 7519, RFC 8725, RFC 9068 §4):
 
 1. size: longer than ``MAX_TOKEN_BYTES`` is refused before any parsing;
@@ -26,7 +26,6 @@ never key anything security-relevant (a denylist) on the raw string: use ``jti``
 
 from __future__ import annotations
 
-import binascii
 import json
 import logging
 import math
@@ -37,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from . import _jose
+from . import _jose, b64url
 from .bearer import extract_token
 from .errors import (
     BearerError,
@@ -65,35 +64,10 @@ from .token import AccessToken
 
 log = logging.getLogger("token_middleware.validator")
 
-_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_INDEX = {c: i for i, c in enumerate(_ALPHABET)}
-_ALPHABET_BYTES = _ALPHABET.encode()
 _new = object.__new__
-_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _TIME_CLAIMS = ("exp", "nbf", "iat")
 _HEADER_CACHE_SIZE = 64
 _STRING_CLAIMS = ("sub", "client_id", "jti")
-
-
-def b64url_decode(segment: str) -> bytes:
-    """Strict RFC 7515 base64url: no padding, no other characters, canonical trailing bits."""
-    try:
-        data = segment.encode("ascii")
-    except UnicodeEncodeError:
-        raise ValueError("not base64url") from None
-    if data.translate(None, _ALPHABET_BYTES):  # anything left is outside the alphabet
-        raise ValueError("not base64url")
-    rem = len(data) % 4
-    if rem == 1:
-        raise ValueError("impossible base64url length")
-    if rem:
-        # The unused low bits of the last character must be zero (canonical encoding).
-        mask = 0x0F if rem == 2 else 0x03
-        if _INDEX[segment[-1]] & mask:
-            raise ValueError("non-canonical base64url")
-        data += b"=" * (4 - rem)
-    # Safe without strict mode: every character was checked against the alphabet above.
-    return binascii.a2b_base64(data.translate(_TO_STANDARD))
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -245,8 +219,8 @@ class TokenValidator:
     def validate(self, raw: str | bytes) -> AccessToken:
         """Validate ``raw`` and return the :class:`AccessToken`.
 
-        Raises an :class:`~token_middleware.errors.InvalidToken` subclass, or
-        :class:`~token_middleware.errors.KeysUnavailable` when no keys can be had.
+        Raises an :class:`~token_middleware.core.errors.InvalidToken` subclass, or
+        :class:`~token_middleware.core.errors.KeysUnavailable` when no keys can be had.
         """
         if isinstance(raw, bytes):
             if len(raw) > self.settings.max_token_bytes:
@@ -335,7 +309,7 @@ class TokenValidator:
             claims = verified[0]
         else:
             try:
-                claims = _json_object(b64url_decode(parsed.payload_segment), "payload")
+                claims = _json_object(b64url.decode(parsed.payload_segment), "payload")
             except (ValueError, MalformedToken):
                 checks.append(Check("claims", None, "the payload is not a JSON object"))
                 return checks
@@ -405,9 +379,9 @@ class TokenValidator:
             raise InvalidSignature("the token is not signed")
         header = checked_headers.get(header_segment) if checked_headers is not None else None
         try:
-            signature = b64url_decode(signature_segment)
+            signature = b64url.decode(signature_segment)
             if header is None:
-                header_bytes = b64url_decode(header_segment)
+                header_bytes = b64url.decode(header_segment)
         except ValueError:
             raise MalformedToken("the token is not canonical base64url") from None
         if header is None:
@@ -476,7 +450,7 @@ class TokenValidator:
     @staticmethod
     def _decode_payload(parsed: Parsed) -> dict[str, Any]:
         try:
-            payload = b64url_decode(parsed.payload_segment)
+            payload = b64url.decode(parsed.payload_segment)
         except ValueError:
             raise MalformedToken("the token is not canonical base64url") from None
         return _json_object(payload, "payload")

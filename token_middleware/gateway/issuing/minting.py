@@ -8,7 +8,7 @@ store's current key changes, so after a rotation no token signed by the old key 
 What is trusted: the :class:`~token_middleware.gateway.users.User` handed in (the caller
 authenticated it) and the route from the configuration. Claims follow RFC 9068: ``typ: at+jwt``,
 ``iss``, ``sub``, ``aud`` (the route's audiences), ``scope``, ``client_id``, ``iat``, ``exp``,
-``jti``, and ``kid`` in the header. Signing goes through :mod:`token_middleware.issuer`.
+``jti``, and ``kid`` in the header. Signing goes through :mod:`token_middleware.core.issuer`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from token_middleware.issuer import TokenIssuer
+from token_middleware.core.issuer import TokenIssuer
 
-from .config import Route
+from ..config import Route
 from .keystore import KeyStore
-from .users import User
+from ..users import User
 
 _CacheKey = tuple[str, str, str, tuple[str, ...]]
 

@@ -6,7 +6,7 @@ from prefixed keys (Flask's ``app.config["TOKEN_MIDDLEWARE_ISSUER"]``) or from t
 strings; durations are seconds.
 
 Nothing here is trusted from a request: settings come only from the deployer. Invalid settings
-raise :class:`~token_middleware.errors.ConfigurationError` naming the setting and the fix, so a
+raise :class:`~token_middleware.core.errors.ConfigurationError` naming the setting and the fix, so a
 misconfigured service refuses to start instead of refusing every request.
 """
 

@@ -1,10 +1,10 @@
 """The current request's access token, in a ``ContextVar``.
 
-Adapters bind the validated :class:`~token_middleware.token.AccessToken` when a request starts
+Adapters bind the validated :class:`~token_middleware.core.token.AccessToken` when a request starts
 and reset it when the response is closed, so streamed bodies and any code running on the
 request's thread or task see it. Application code reads it through :func:`get_current_token`.
 Work sent to a thread pool sees it only when the pool copies the context
-(:mod:`token_middleware.concurrency`).
+(:mod:`token_middleware.core.concurrency`).
 """
 
 from __future__ import annotations

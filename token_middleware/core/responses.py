@@ -1,4 +1,4 @@
-"""Serialising a :class:`~token_middleware.errors.BearerError` into an HTTP response.
+"""Serialising a :class:`~token_middleware.core.errors.BearerError` into an HTTP response.
 
 Framework-free: returns a status line, headers and body bytes that every adapter can send. The
 body is JSON (``{"error": …, "error_description": …}``) unless the client prefers HTML. It

@@ -7,7 +7,6 @@ authenticated the client) decides on. Private keys never leave this object excep
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import time
@@ -18,7 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from . import _jose
+from . import _jose, b64url
 from .errors import ConfigurationError
 
 _CURVES: dict[str, type[ec.EllipticCurve]] = {
@@ -28,17 +27,13 @@ _CURVES: dict[str, type[ec.EllipticCurve]] = {
 }
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 SHA-256 thumbprint of a public JWK."""
     members = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}.get(str(jwk.get("kty")))
     if members is None:
         raise ValueError("thumbprints are defined here for RSA and EC keys only")
     canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
-    return _b64(hashlib.sha256(canonical.encode()).digest())
+    return b64url.encode(hashlib.sha256(canonical.encode()).digest())
 
 
 class SigningKey:
