@@ -1,6 +1,6 @@
 """The one place python-jose is called.
 
-Everything else in token-middleware goes through the four functions here, so the cryptographic
+Everything else in token-middleware goes through the functions here, so the cryptographic
 library can be audited (or replaced) in one file. python-jose is used the fast way:
 
 * key objects are constructed once per key set (never per request) and reused;
@@ -57,6 +57,18 @@ def build_key(material: Mapping[str, Any] | str | bytes, alg: str) -> JoseKey:
     except (JOSEError, ValueError, TypeError, KeyError) as exc:
         raise ConfigurationError(f"not a usable {alg} key: {exc}") from None
     return key
+
+
+def ec_curve_name(key: JoseKey) -> str | None:
+    """The curve name of an EC key (``"secp256r1"``, ``"secp384r1"``, ...), ``None`` for other keys.
+
+    Reads the ``cryptography`` key python-jose keeps in ``prepared_key``; the curve name is the
+    ``cryptography`` one (SEC 2), not the JOSE one (``"P-256"``, ...).
+    """
+    prepared = getattr(key, "prepared_key", None)
+    curve = getattr(prepared, "curve", None)
+    name = getattr(curve, "name", None)
+    return name if isinstance(name, str) else None
 
 
 def verify(key: JoseKey, signing_input: bytes, signature: bytes) -> bool:

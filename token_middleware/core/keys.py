@@ -175,11 +175,10 @@ class KeySet:
 
 
 def _pem_alg_matches(vk: VerificationKey) -> bool:
-    prepared = getattr(vk.key, "prepared_key", None)
-    curve = getattr(prepared, "curve", None)
+    curve = _jose.ec_curve_name(vk.key)
     if vk.alg.startswith("ES"):
         return curve is not None and _EC_CURVE_ALG.get(
-            {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(curve.name, "")
+            {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(curve, "")
         ) == vk.alg
     if vk.alg.startswith("RS"):
         return curve is None

@@ -27,7 +27,6 @@ never key anything security-relevant (a denylist) on the raw string: use ``jti``
 from __future__ import annotations
 
 import json
-import logging
 import math
 import threading
 import time
@@ -62,7 +61,6 @@ from .scopes import parse_scopes
 from .settings import Settings
 from .token import AccessToken
 
-log = logging.getLogger("token_middleware.validator")
 
 _new = object.__new__
 _TIME_CLAIMS = ("exp", "nbf", "iat")
