@@ -281,7 +281,11 @@ def cmd_rotate_keys(args: argparse.Namespace, out: TextIO) -> int:
 
 
 class _Stop(Exception):
-    """Raised from the SIGTERM handler to leave the demo's wait loop."""
+    """Raised from the SIGINT and SIGTERM handlers to leave the demo's wait loop."""
+
+
+#: The signals that stop the demo cleanly.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def demo_curl_lines(gateway_url: str) -> list[tuple[str, str]]:
@@ -305,7 +309,48 @@ def demo_curl_lines(gateway_url: str) -> list[tuple[str, str]]:
     ]
 
 
+#: Files that mark a clone of the repository: the demo runs from one, never from the wheel.
+_CHECKOUT_MARKERS = ("demo_gateway/supervisor.py", "deploy/nginx/nginx.conf.template")
+
+_NOT_IN_CHECKOUT = (
+    "the demo runs from a clone of the repository: run ./run demo there "
+    "(demo_gateway is not installed with the package)"
+)
+
+
+def find_checkout(start: Path | None = None) -> Path | None:
+    """The nearest directory, from ``start`` (default: the current directory) upward, that holds
+    both ``demo_gateway/supervisor.py`` and ``deploy/nginx/nginx.conf.template``; else ``None``."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        if all((directory / marker).is_file() for marker in _CHECKOUT_MARKERS):
+            return directory
+    return None
+
+
+def _demo_import_path() -> None:
+    """Put the checkout around the current directory first on ``sys.path``, so the demo
+    packages import from it even though they are not installed.
+
+    Raises :class:`CommandError` when there is no checkout and ``demo_gateway`` is not importable.
+    """
+    checkout = find_checkout()
+    if checkout is not None:
+        if str(checkout) not in sys.path:
+            sys.path.insert(0, str(checkout))
+        return
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("demo_gateway.supervisor") is not None
+    except ImportError:  # no demo_gateway package at all
+        found = False
+    if not found:
+        raise CommandError(_NOT_IN_CHECKOUT)
+
+
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    _demo_import_path()
     from demo_gateway.supervisor import DemoConfig, DemoError, DemoPorts, DemoStack, ManagedProcess, start_nginx
 
     try:
@@ -319,13 +364,17 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         log_dir=Path(args.log_dir) if args.log_dir else None,
     )
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
+    def on_stop(signum: int, frame: FrameType | None) -> None:
         raise _Stop()
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # Own handlers for both: a SIGINT ignored by whoever started us (a background job, nohup)
+    # is inherited as SIG_IGN, and Python then never raises KeyboardInterrupt.
+    previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
     stack: DemoStack | None = None
     nginx: ManagedProcess | None = None
     try:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, on_stop)
         out.write("starting gateway, orders (Flask) and customers (Django) under gunicorn...\n")
         out.flush()
         try:
@@ -352,16 +401,19 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         out.write("\nstopping...\n")
         return 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        # Ignore further Ctrl-C while shutting down, so the children are always reaped.
-        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Ignore further Ctrl-C and SIGTERM while shutting down (bounded: SIGTERM, wait,
+        # SIGKILL), so the children are always reaped.
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         try:
             if nginx is not None:
                 nginx.stop()
             if stack is not None:
                 stack.stop()
         finally:
-            signal.signal(signal.SIGINT, previous_int)
+            for sig, handler in previous.items():
+                # None: a handler not installed from Python; it cannot be put back from here.
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
         out.flush()
 
 
