@@ -35,8 +35,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: The package root: its parent holds ``token_middleware`` and the ``demo_*`` packages.
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
+#: The root of the checkout (this file is ``demo_gateway/supervisor.py`` in it): it holds
+#: ``token_middleware``, the ``demo_*`` packages (not installed: the services import them via
+#: ``PYTHONPATH`` and their working directory, both this root) and ``deploy/``.
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
 NGINX_TEMPLATE = SOURCE_ROOT / "deploy" / "nginx" / "nginx.conf.template"
 NGINX_BINARY = "/usr/sbin/nginx"
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from token_middleware.cli import main
+from token_middleware.cli import find_checkout, main
 
 ISSUER = "https://issuer.test"
 
@@ -158,3 +161,68 @@ def test_rotate_keys_refuses_a_missing_keys_dir(capsys: pytest.CaptureFixture[st
     assert status == 2
     assert "does not exist" in err
     assert not (tmp_path / "missing").exists()
+
+
+# --- demo outside a checkout --------------------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _outside_env() -> dict[str, str]:
+    """No ``PYTHONPATH``: only the installed ``token_middleware`` is importable, not the repo's
+    ``demo_*`` packages."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def _entry_points() -> list[list[str]]:
+    commands = [[sys.executable, "-m", "token_middleware.cli"]]
+    script = Path(sys.executable).with_name("token-middleware")
+    if script.exists():
+        commands.append([str(script)])
+    return commands
+
+
+@pytest.mark.parametrize("command", _entry_points(), ids=lambda c: Path(c[-1]).name)
+def test_demo_outside_a_checkout_says_to_use_run_demo(tmp_path: Path, command: list[str]) -> None:
+    assert find_checkout(tmp_path) is None  # the temp dir is not inside a clone
+    env = _outside_env()
+    probe = subprocess.run(
+        [sys.executable, "-c", "import token_middleware, importlib.util as u; "
+         "print(u.find_spec('demo_gateway') is None)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert probe.stdout.strip() == "True", probe.stderr  # the package imports, the demo does not
+
+    result = subprocess.run(
+        [*command, "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "./run demo" in lines[0] and "clone of the repository" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_find_checkout_looks_upward_for_both_markers(tmp_path: Path) -> None:
+    (tmp_path / "demo_gateway").mkdir()
+    (tmp_path / "demo_gateway" / "supervisor.py").write_text("")
+    below = tmp_path / "a" / "b"
+    below.mkdir(parents=True)
+
+    assert find_checkout(below) is None  # no deploy/nginx/nginx.conf.template yet
+    (tmp_path / "deploy" / "nginx").mkdir(parents=True)
+    (tmp_path / "deploy" / "nginx" / "nginx.conf.template").write_text("")
+    assert find_checkout(below) == tmp_path.resolve()
+    assert find_checkout(REPO_ROOT / "tests") == REPO_ROOT
+
+
+def test_demo_help_works_from_the_checkout() -> None:
+    result = subprocess.run(
+        [*_entry_points()[-1], "demo", "--help"],
+        cwd=REPO_ROOT, env=_outside_env(), capture_output=True, text=True, timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "--nginx-port" in result.stdout

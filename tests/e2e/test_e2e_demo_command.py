@@ -20,6 +20,25 @@ from demo_gateway.supervisor import DemoPorts, port_is_free
 
 pytestmark = pytest.mark.e2e
 
+#: The checkout; the demo is started from a directory below it (it looks upward for it).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def demo_env() -> dict[str, str]:
+    """The caller's environment without the demo's names and without ``PYTHONPATH``: the demo
+    must find the (not installed) demo packages in the checkout by itself."""
+    return {
+        k: v for k, v in os.environ.items()
+        if not k.startswith("TOKEN_MIDDLEWARE_") and k != "PYTHONPATH"
+    }
+
+
+def ignore_stop_signals() -> None:
+    """In the child before exec: SIGINT and SIGTERM ignored, as a background job or nohup
+    inherits them, so the test proves the demo installs its own handlers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
 #: (what the printed comment promises, status in the curl output, text in the curl output)
 EXPECTED = [
     ("200", "HTTP/1.1 200", '"sub":"alice"'),
@@ -69,7 +88,9 @@ def test_demo_command_prints_curl_lines_that_work_as_printed(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("TOKEN_MIDDLEWARE_")},
+        env=demo_env(),
+        cwd=str(Path(__file__).resolve().parent),
+        preexec_fn=ignore_stop_signals,
         start_new_session=True,  # its own process group: a failed test can stop every child
     )
     try:
@@ -109,7 +130,7 @@ def test_demo_command_refuses_busy_ports(tmp_path: Path) -> None:
         result = subprocess.run(
             [*demo_command(), "--ports", f"{port},{ports.orders},{ports.customers}",
              "--log-dir", str(tmp_path)],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True, text=True, timeout=60, env=demo_env(), cwd=str(REPO_ROOT),
         )
 
     assert result.returncode == 1
