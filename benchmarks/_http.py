@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from demo_gateway import supervisor as demo_runner
+from demo_gateway import supervisor
 
 HOST = "127.0.0.1"
 
@@ -108,14 +108,14 @@ def gunicorn(name: str, target: str, env: Mapping[str, str], log_dir: Path,
              worker_class: str = WORKER_CLASS, threads: int = THREADS) -> Iterator[str]:
     """Serve ``target`` on ``port`` (default: a free one) with the shared settings (or the given
     worker class and threads); yields the base URL."""
-    port = port or demo_runner.free_port(HOST)
-    argv = demo_runner.gunicorn_argv(target, HOST, port, workers=workers, worker_class=worker_class,
+    port = port or supervisor.free_port(HOST)
+    argv = supervisor.gunicorn_argv(target, HOST, port, workers=workers, worker_class=worker_class,
                                      threads=threads)
     argv = [a for a in argv if a not in ("--access-logfile", "-")]  # no access log: it costs time
-    process = demo_runner.start_process(name, argv, env=demo_runner.base_env(env), log_dir=log_dir)
+    process = supervisor.start_process(name, argv, env=supervisor.base_env(env), log_dir=log_dir)
     try:
         base = f"http://{HOST}:{port}"
-        demo_runner.wait_until_answers(base + ready_path, timeout=40, process=process)
+        supervisor.wait_until_answers(base + ready_path, timeout=40, process=process)
         yield base
     finally:
         process.stop()

@@ -3,7 +3,7 @@
 Direct: wrk straight to the upstream (``benchmarks.bare_app:app`` under gunicorn).
 Gateway hop: wrk to ``demo_gateway.wsgi:app`` with HTTP Basic; the gateway authenticates, mints
 (or reuses) a token and forwards to the same upstream. The gateway runs with the demo's own
-gunicorn worker class (``demo_runner.GATEWAY_WORKER_CLASS``: an event-loop worker, since it
+gunicorn worker class (``supervisor.GATEWAY_WORKER_CLASS``: an event-loop worker, since it
 mostly waits on the upstream) and the suite's worker count; the upstream keeps the suite's
 settings, the same for the direct call and behind the gateway.
 nginx: Debian's nginx with ``deploy/nginx/nginx.conf.template`` (``auth_request`` to the
@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from demo_gateway import supervisor as demo_runner
+from demo_gateway import supervisor
 
 from ._common import AUDIENCE, Options, Row, ratio_text, temp_dir
 from ._http import (
@@ -51,9 +51,9 @@ TARGET_HOP = 0.45
 TARGET_NGINX = 0.8
 USER, PASSWORD = "alice", "alice-password"  # the demo's documented credentials
 WARM_UP_SECONDS = 1.0
-#: The gateway's gunicorn worker class and threads: the demo's (see demo_runner.GATEWAY_WORKER_CLASS).
-GATEWAY_WORKER_CLASS = demo_runner.GATEWAY_WORKER_CLASS
-GATEWAY_THREADS = demo_runner.GATEWAY_THREADS
+#: The gateway's gunicorn worker class and threads: the demo's (see supervisor.GATEWAY_WORKER_CLASS).
+GATEWAY_WORKER_CLASS = supervisor.GATEWAY_WORKER_CLASS
+GATEWAY_THREADS = supervisor.GATEWAY_THREADS
 
 
 def warm_up(url: str, *, fast: float = 0.1, in_a_row: int = 20, limit: float = 60.0) -> None:
@@ -102,7 +102,7 @@ def run(options: Options) -> list[Row]:
     rows: list[Row] = []
     with temp_dir() as directory:
         basic = lua_script(directory, _basic(USER, PASSWORD))
-        gateway_port = demo_runner.free_port(HOST)
+        gateway_port = supervisor.free_port(HOST)
         with gunicorn("upstream", "benchmarks.bare_app:app", {}, directory) as upstream:
             upstream_port = int(upstream.rsplit(":", 1)[1])
             gateway_env = {
@@ -132,16 +132,16 @@ def run(options: Options) -> list[Row]:
 
 
 def _nginx_row(gateway_port: int, upstream_port: int, direct: Callable[[float], WrkResult], script: Path, rounds: int, seconds: float) -> Row:
-    if demo_runner.nginx_binary() is None:
+    if supervisor.nginx_binary() is None:
         return Row("d", "nginx auth_request / direct", "skipped", note="nginx is not installed (apt-get install nginx-light)")
-    if not demo_runner.NGINX_TEMPLATE.is_file():
-        return Row("d", "nginx auth_request / direct", "skipped", note=f"{demo_runner.NGINX_TEMPLATE} is missing")
-    config = demo_runner.DemoConfig(
-        host=HOST, ports=demo_runner.DemoPorts(gateway=gateway_port, orders=upstream_port, customers=upstream_port)
+    if not supervisor.NGINX_TEMPLATE.is_file():
+        return Row("d", "nginx auth_request / direct", "skipped", note=f"{supervisor.NGINX_TEMPLATE} is missing")
+    config = supervisor.DemoConfig(
+        host=HOST, ports=supervisor.DemoPorts(gateway=gateway_port, orders=upstream_port, customers=upstream_port)
     )
-    nginx_port = demo_runner.free_port(HOST)
+    nginx_port = supervisor.free_port(HOST)
     prefix = Path(tempfile.mkdtemp(prefix="token-middleware-bench-nginx-"))
-    process = demo_runner.start_nginx(config, port=nginx_port, prefix=prefix)
+    process = supervisor.start_nginx(config, port=nginx_port, prefix=prefix)
     try:
         url = f"http://{HOST}:{nginx_port}/orders/whoami"
         warm_up(url)

@@ -19,14 +19,14 @@ import requests
 from _gateway_support import Upstream, bearer_of
 from werkzeug.serving import make_server
 
-from demo_gateway import supervisor as demo_runner
+from demo_gateway import supervisor
 from token_middleware.gateway import Gateway, GatewayConfig
 from token_middleware.core import b64url
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-pytestmark = pytest.mark.skipif(demo_runner.nginx_binary() is None, reason="nginx is not installed")
+pytestmark = pytest.mark.skipif(supervisor.nginx_binary() is None, reason="nginx is not installed")
 
 ALICE = ("alice", "alice-password")
 BOB = ("bob", "bob-password")
@@ -66,12 +66,12 @@ def edge(make_config: Callable[..., GatewayConfig], upstream: Upstream, tmp_path
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     upstream_port = int(upstream.url.rsplit(":", 1)[1])
-    config = demo_runner.DemoConfig(
-        ports=demo_runner.DemoPorts(gateway=server.server_port, orders=upstream_port, customers=upstream_port)
+    config = supervisor.DemoConfig(
+        ports=supervisor.DemoPorts(gateway=server.server_port, orders=upstream_port, customers=upstream_port)
     )
-    port = demo_runner.free_port()
+    port = supervisor.free_port()
     prefix = tmp_path / "nginx"
-    nginx = demo_runner.start_nginx(config, port=port, prefix=prefix)
+    nginx = supervisor.start_nginx(config, port=port, prefix=prefix)
     try:
         yield Edge(f"http://127.0.0.1:{port}", counter, upstream, prefix)
     finally:
