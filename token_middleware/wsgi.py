@@ -23,7 +23,7 @@ from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .core.context import bind_token, reset_token
+from .core.context import Current, bind_token, reset_token
 from .core.errors import BearerError, MissingToken
 from .core.responses import error_response
 from .core.settings import Settings
@@ -43,7 +43,7 @@ class _ResetOnClose:
 
     __slots__ = ("_iterable", "_handle")
 
-    def __init__(self, iterable: Iterable[bytes], handle: Token[AccessToken | None]) -> None:
+    def __init__(self, iterable: Iterable[bytes], handle: Token[Current]) -> None:
         self._iterable = iterable
         self._handle = handle
 
@@ -86,7 +86,7 @@ class TokenMiddleware:
         except BearerError as err:
             return self.error(err, environ, start_response)
         environ[ENVIRON_KEY] = token
-        handle = bind_token(token)
+        handle = bind_token(token, self.settings)
         try:
             result = self.app(environ, start_response)
         except BaseException:

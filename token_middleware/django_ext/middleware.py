@@ -89,7 +89,7 @@ class TokenMiddleware:
         except BearerError as err:
             return bearer_error_response(request, err, runtime.realm)
         _attach(request, token, runtime)
-        handle = bind_token(token)
+        handle = bind_token(token, runtime.settings)
         try:
             response: HttpResponseBase = self.get_response(request)
         except BaseException:
@@ -112,7 +112,7 @@ class TokenMiddleware:
         except BearerError as err:
             return bearer_error_response(request, err, runtime.realm)
         _attach(request, token, runtime)
-        handle = bind_token(token)
+        handle = bind_token(token, runtime.settings)
         try:
             get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
             response = await get_response(request)

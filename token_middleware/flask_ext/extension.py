@@ -31,7 +31,7 @@ from typing import cast
 from flask import Flask, Response, g, has_request_context, request
 from werkzeug.local import LocalProxy
 
-from ..core.context import bind_token, reset_token
+from ..core.context import Current, bind_token, reset_token
 from ..core.errors import BearerError
 from ..core.settings import Settings
 from ..core.token import AccessToken
@@ -91,16 +91,16 @@ def _authenticate_request() -> None:
     state = get_state()
     # Bind "no token" first: whatever happens next, resetting this handle restores the value
     # from before the request, and no earlier identity can be seen by this one.
-    setattr(g, _G_HANDLE, bind_token(None))
+    setattr(g, _G_HANDLE, bind_token(None, state.settings))
     environ = request.environ
     token = state.validator.authenticate(environ.get("HTTP_AUTHORIZATION"), environ.get("QUERY_STRING"))
     setattr(g, _G_TOKEN, token)
     if token is not None:
-        bind_token(token)
+        bind_token(token, state.settings)
 
 
 def _reset_context_on_close(response: Response) -> Response:
-    handle: Token[AccessToken | None] | None = g.pop(_G_HANDLE, None)
+    handle: Token[Current] | None = g.pop(_G_HANDLE, None)
     if handle is not None:
         response.call_on_close(partial(reset_token, handle))
     return response
