@@ -272,3 +272,51 @@ def test_check_scopes(token: str | None, required: list[str], any_of: bool, expe
             check_scopes(tok, required, any_of=any_of)
         if isinstance(excinfo.value, InsufficientScope):
             assert excinfo.value.required == tuple(required)
+
+
+# -- any of all of --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scopes", "required", "ok"),
+    [
+        pytest.param("a b", [["a", "b"], ["admin"]], True, id="first-alternative"),
+        pytest.param("admin", [["a", "b"], ["admin"]], True, id="second-alternative"),
+        pytest.param("a", [["a", "b"], ["admin"]], False, id="half-of-one"),
+        pytest.param("b x", [["a", "b"], ["admin", "x"]], False, id="half-of-each"),
+        pytest.param("a", ["a", ["admin"]], True, id="plain-scope-is-its-own-alternative"),
+    ],
+)
+def test_any_of_all_of(scopes: str, required: list[Any], ok: bool) -> None:
+    tok = _token(scope=scopes)
+    if ok:
+        assert check_scopes(tok, required) is tok
+        return
+    with pytest.raises(InsufficientScope) as excinfo:
+        check_scopes(tok, required)
+    named = [s for group in required for s in ([group] if isinstance(group, str) else group)]
+    assert excinfo.value.required == tuple(dict.fromkeys(named))
+
+
+def test_any_of_all_of_refusal_names_every_combination() -> None:
+    err = InsufficientScope.for_requirement([("orders:read", "orders:write"), ("admin",)])
+    assert err.description == "required scopes: orders:read orders:write, or admin"
+    assert 'scope="orders:read orders:write admin"' in (err.www_authenticate("r") or "")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param([[]], id="empty-alternative-would-allow-all"),
+        pytest.param([["a b"]], id="space-in-scope"),
+        pytest.param([[""]], id="empty-scope"),
+    ],
+)
+def test_bad_requirements_are_refused_at_import_time(bad: list[Any]) -> None:
+    from token_middleware.core.errors import ConfigurationError
+    from token_middleware.core.scopes import requirement
+
+    with pytest.raises(ConfigurationError):
+        requirement(bad)
+    with pytest.raises(ConfigurationError):
+        requirement([["a"]], any_of=True)

@@ -204,6 +204,22 @@ class InsufficientScope(BearerError):
             )
         super().__init__(description)
 
+    @classmethod
+    def for_requirement(cls, alternatives: Iterable[Iterable[str]]) -> InsufficientScope:
+        """The refusal of an "any of all of" requirement (``((a, b), (admin,))``).
+
+        ``scope=`` lists every scope named, once each; the description says which combinations
+        would do ("required scopes: a b, or admin").
+        """
+        groups = [tuple(group) for group in alternatives]
+        if all(len(group) == 1 for group in groups):
+            return cls([group[0] for group in groups], any_of=len(groups) > 1)
+        if len(groups) == 1:
+            return cls(groups[0])
+        named = list(dict.fromkeys(scope for group in groups for scope in group))
+        words = ", or ".join(" ".join(group) for group in groups)
+        return cls(named, f"required scopes: {words}", any_of=True)
+
     def _extra_params(self) -> list[str]:
         return [f"scope={_quote(' '.join(self.required))}"] if self.required else []
 

@@ -3,12 +3,17 @@
 Scopes come only from a validated token's claims named in ``SCOPE_CLAIMS``: a space-delimited
 string (RFC 8693 ``scope``) or a list of strings (``scp``). Anything else in those claims is
 ignored rather than guessed at.
+
+A requirement is "any of all of": a tuple of alternatives, each a tuple of scopes that must all
+be present. ``require_scopes("a", "b")`` is ``(("a", "b"),)``; ``require_any_scope("a", "b")`` is
+``(("a",), ("b",))``; ``require_scopes([["orders:read", "orders:write"], ["admin"]])`` is
+"both orders scopes, or admin". The empty requirement ``()`` asks for a valid token only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar, cast, overload
+from typing import Any, TypeVar, Union, cast, overload
 
 from .errors import ConfigurationError, InsufficientScope, MissingToken
 from .token import AccessToken
@@ -40,49 +45,92 @@ def normalise_required(scopes: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def check_scopes(
-    token: AccessToken | None, required: Iterable[str], *, any_of: bool = False
-) -> AccessToken:
-    """Return ``token`` if it grants ``required`` (all of them, or one with ``any_of``).
+#: Alternatives, each a tuple of scopes that must all be present ("any of all of").
+Requirement = tuple[tuple[str, ...], ...]
+
+#: What users may write: scopes (``"a", "b"``), or one list of lists (``[["a", "b"], ["admin"]]``).
+ScopeSpec = Union[str, Iterable[str]]
+
+
+def requirement(scopes: Iterable[ScopeSpec], *, any_of: bool = False) -> Requirement:
+    """Turn what a decorator or permission was given into a validated :data:`Requirement`.
+
+    ``scopes`` holds plain scopes (all of them required, or one of them with ``any_of``) or
+    lists of scopes (each list one alternative). Checked at import time, not per request.
+    """
+    items = list(scopes)
+    if any(not isinstance(item, str) for item in items):
+        if any_of:
+            raise ConfigurationError("require_any_scope() takes plain scopes; write alternatives as lists")
+        alternatives = []
+        for item in items:
+            group = [item] if isinstance(item, str) else list(item)
+            if not group:
+                raise ConfigurationError("an empty list of scopes in a requirement would allow every token")
+            alternatives.append(normalise_required(group))
+        return tuple(alternatives)
+    plain = normalise_required(cast("list[str]", items))
+    if not plain:
+        return ()
+    return tuple((scope,) for scope in plain) if any_of else (plain,)
+
+
+def satisfies(token: AccessToken, required: Requirement) -> bool:
+    """True when ``token`` holds every scope of at least one alternative (or ``required`` is empty)."""
+    return not required or any(token.scopes.issuperset(group) for group in required)
+
+
+def check_requirement(token: AccessToken | None, required: Requirement) -> AccessToken:
+    """Return ``token`` if it satisfies ``required``.
 
     Raises :class:`MissingToken` without a token and :class:`InsufficientScope` otherwise.
     """
     if token is None:
         raise MissingToken()
-    wanted = tuple(required)
-    if not wanted:
-        return token
-    ok = token.has_any_scope(*wanted) if any_of else token.has_scopes(*wanted)
-    if not ok:
-        raise InsufficientScope(wanted, any_of=any_of)
+    if not satisfies(token, required):
+        raise InsufficientScope.for_requirement(required)
     return token
 
 
+def check_scopes(
+    token: AccessToken | None, required: Iterable[ScopeSpec], *, any_of: bool = False
+) -> AccessToken:
+    """Return ``token`` if it grants ``required`` (all of them, or one with ``any_of``).
+
+    ``required`` may also be a list of alternatives: ``[["a", "b"], ["admin"]]``. Raises
+    :class:`MissingToken` without a token and :class:`InsufficientScope` otherwise.
+    """
+    return check_requirement(token, requirement(required, any_of=any_of))
+
+
 _View = TypeVar("_View", bound=Callable[..., Any])
-Guard = Callable[[tuple[str, ...], bool], Callable[[Any], Any]]
+Guard = Callable[[Requirement], Callable[[Any], Any]]
 
 
 class ScopeDecorators:
     """The one authorization vocabulary, shared by the framework adapters.
 
-    An adapter supplies ``guard(required, any_of)``, which returns a decorator that enforces
-    ``required`` (all of them, or one of them with ``any_of``; none: just a valid token) in its
-    framework's way; this class derives ``require_scopes``, ``require_any_scope`` and
-    ``require_token`` from it, with the same meaning everywhere.
+    An adapter supplies ``guard(requirement)``, which returns a decorator that enforces a
+    :data:`Requirement` (empty: just a valid token) in its framework's way; this class derives
+    ``require_scopes``, ``require_any_scope`` and ``require_token`` from it, with the same
+    meaning everywhere.
     """
 
     def __init__(self, guard: Guard) -> None:
         self._guard = guard
 
-    def require_scopes(self, *scopes: str) -> Callable[[_View], _View]:
-        """Require a valid token carrying every one of ``scopes``."""
-        return cast("Callable[[_View], _View]", self._guard(normalise_required(scopes), False))
+    def require_scopes(self, *scopes: ScopeSpec) -> Callable[[_View], _View]:
+        """Require a valid token carrying every one of ``scopes``.
+
+        Alternatives are lists: ``require_scopes(["a", "b"], ["admin"])`` means "a and b, or admin".
+        """
+        return cast("Callable[[_View], _View]", self._guard(requirement(scopes)))
 
     def require_any_scope(self, *scopes: str) -> Callable[[_View], _View]:
         """Require a valid token carrying at least one of ``scopes``."""
         if not scopes:
             raise TypeError("require_any_scope() needs at least one scope")
-        return cast("Callable[[_View], _View]", self._guard(normalise_required(scopes), True))
+        return cast("Callable[[_View], _View]", self._guard(requirement(scopes, any_of=True)))
 
     @overload
     def require_token(self, view: None = None) -> Callable[[_View], _View]: ...
@@ -90,5 +138,5 @@ class ScopeDecorators:
     def require_token(self, view: _View) -> _View: ...
     def require_token(self, view: _View | None = None) -> _View | Callable[[_View], _View]:
         """Require a valid token, whatever its scopes: ``@require_token()`` or ``@require_token``."""
-        decorator = cast("Callable[[_View], _View]", self._guard((), False))
+        decorator = cast("Callable[[_View], _View]", self._guard(()))
         return decorator if view is None else decorator(view)

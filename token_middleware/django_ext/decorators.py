@@ -22,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
 from ..core.errors import BearerError
-from ..core.scopes import ScopeDecorators, check_scopes
+from ..core.scopes import Requirement, ScopeDecorators, check_requirement
 from ..core.runtime import Runtime
 from .conf import MIDDLEWARE_PATH
 from .middleware import REQUEST_RUNTIME_ATTR
@@ -31,7 +31,7 @@ from .responses import bearer_error_response
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def denial(request: HttpRequest, required: tuple[str, ...], any_of: bool) -> HttpResponse | None:
+def denial(request: HttpRequest, required: Requirement) -> HttpResponse | None:
     """The RFC 6750 response refusing ``request``, or ``None`` when it may proceed."""
     runtime: Runtime | None = getattr(request, REQUEST_RUNTIME_ATTR, None)
     if runtime is None:
@@ -42,19 +42,19 @@ def denial(request: HttpRequest, required: tuple[str, ...], any_of: bool) -> Htt
     if token is None and request.method == "OPTIONS":
         return None
     try:
-        check_scopes(token, required, any_of=any_of)
+        check_requirement(token, required)
     except BearerError as err:
         return bearer_error_response(request, err, runtime.realm)
     return None
 
 
-def _guard(required: tuple[str, ...], any_of: bool) -> Callable[[F], F]:
+def _guard(required: Requirement) -> Callable[[F], F]:
     def decorator(view: F) -> F:
         if iscoroutinefunction(view):
 
             @functools.wraps(view)
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                refused = denial(request, required, any_of)
+                refused = denial(request, required)
                 if refused is not None:
                     return refused
                 return await view(request, *args, **kwargs)
@@ -63,7 +63,7 @@ def _guard(required: tuple[str, ...], any_of: bool) -> Callable[[F], F]:
 
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            refused = denial(request, required, any_of)
+            refused = denial(request, required)
             if refused is not None:
                 return refused
             return view(request, *args, **kwargs)

@@ -21,21 +21,21 @@ from typing import Any, TypeVar
 
 from flask import current_app, request
 
-from ..core.scopes import ScopeDecorators, check_scopes
+from ..core.scopes import Requirement, ScopeDecorators, check_requirement
 from .config import get_state
 from .extension import get_current_token
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _guard(required: tuple[str, ...], any_of: bool) -> Callable[[F], F]:
+def _guard(required: Requirement) -> Callable[[F], F]:
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             get_state()  # a programming error (extension not set up) must not become a 401
             token = get_current_token()
             if not (token is None and request.method == "OPTIONS"):
-                check_scopes(token, required, any_of=any_of)
+                check_requirement(token, required)
             return current_app.ensure_sync(view)(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
