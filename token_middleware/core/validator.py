@@ -227,13 +227,24 @@ class TokenValidator:
 
     # -- public API -------------------------------------------------------------------------
 
-    def authenticate(self, authorization: str | None, query_string: str | None = None) -> AccessToken | None:
-        """The validated token of a request, or ``None`` when it carries no bearer credential."""
+    def cached(self, authorization: str | None) -> AccessToken | None:
+        """The token of an ``Authorization`` header when it is verified, cached and still fresh.
+
+        No parsing and no I/O (an async adapter may call it on the event loop); ``None`` means
+        "ask :meth:`authenticate`", never "refused".
+        """
         if authorization is not None and authorization[:7] == "Bearer " and not self.settings.allow_query_token:
-            # Fast path: a string that is in the verified cache is a well-formed b64token.
+            # A string that is in the verified cache is a well-formed b64token.
             entry = self._cache.get(authorization[7:])
             if entry is not None and self._fresh(entry, self._clock()):
                 return entry.token
+        return None
+
+    def authenticate(self, authorization: str | None, query_string: str | None = None) -> AccessToken | None:
+        """The validated token of a request, or ``None`` when it carries no bearer credential."""
+        token = self.cached(authorization)
+        if token is not None:
+            return token
         raw = extract_token(authorization, query_string, allow_query=self.settings.allow_query_token)
         return None if raw is None else self.validate(raw)
 
