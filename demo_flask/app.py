@@ -11,8 +11,10 @@ Routes (shared/DESIGN.md "Demo services"):
   an order for the caller (``customer_id`` is the token's ``sub``) and answers 201.
 
 What is trusted: only the validated access token (``current_token``). The JSON body is checked
-field by field. The token reaches the customers service only because its host is in
-``TOKEN_MIDDLEWARE_FORWARD_TO``; this code never sets an ``Authorization`` header itself.
+field by field. The token reaches the customers service only because its host is in this
+app's ``FORWARD_TO`` (``app.config["TOKEN_MIDDLEWARE_FORWARD_TO"]``, filled from the
+environment below), which the propagating session reads from the settings that validated the
+token; this code never sets an ``Authorization`` header or builds an allowlist itself.
 
 Configuration comes from the environment only: ``TOKEN_MIDDLEWARE_*`` (the audience defaults to
 ``orders-service``) and ``CUSTOMERS_URL`` (default ``http://127.0.0.1:8002``). The app starts
@@ -153,11 +155,10 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     store = OrderStore()
     for seed in SEED_ORDERS:
         store.add(seed["item"], seed["quantity"], seed["customer_id"])
-    forward_to = env.get("TOKEN_MIDDLEWARE_FORWARD_TO", "")
     app.extensions[EXTENSION_KEY] = OrdersState(
         store=store,
         customers_url=env.get("CUSTOMERS_URL", DEFAULT_CUSTOMERS_URL).rstrip("/"),
-        session=propagating_session(forward_to=[h for h in forward_to.split(",") if h.strip()]),
+        session=propagating_session(),  # FORWARD_TO: the app's settings, per request
     )
 
     @app.errorhandler(DownstreamError)
@@ -192,7 +193,10 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     def create_order() -> tuple[Response, int]:
         if not request.is_json:
             return bad_request("send JSON with Content-Type: application/json")
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # "[[[[…": json.loads gives up on the depth, not a ValueError
+            return bad_request("the body is nested too deeply")
         if body is None:
             return bad_request("the body is not valid JSON")
         parsed = parse_new_order(body)

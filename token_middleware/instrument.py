@@ -12,18 +12,26 @@ What is patched (only for the libraries that are importable):
 
 - ``requests.Session.prepare_request``: once per call (``requests.get``, ``session.get``, ...);
   requests' own auth, ``auth=`` and an explicit ``Authorization`` header win. A
-  ``PreparedRequest`` built by hand and passed to ``Session.send`` is not touched.
+  ``PreparedRequest`` built by hand and passed to ``Session.send`` is not given the token.
+- ``requests.Session.send``: right before a request leaves (redirect hops included), the
+  current token is removed if the proxies requests resolved for that call (a call's
+  ``proxies=``, the session's, the environment's) would carry it in clear.
 - ``requests.Session.rebuild_auth``: on every redirect hop, after requests' own stripping, the
   current token is removed when the hop's host is not in the allowlist.
 - ``httpx.Client.send`` and ``httpx.AsyncClient.send``: the request is copied with the header
   added (the caller's ``Request`` object is left unchanged); httpx drops it on a redirect that
-  leaves the origin. A client's own ``auth`` still applies after it and wins.
+  leaves the origin. A client's own ``auth`` still applies after it and wins. The proxy is the
+  one the client itself picks (:func:`token_middleware.httpx_auth.client_proxy`).
 
-The rules (exact host and port, the caller's header wins, no token no header, only the host is
-logged) are those of :mod:`token_middleware.core.forwarding`. Example, in the service's start-up code::
+The rules (which allowlist, exact host and port, no token in clear through a proxy, the
+caller's header wins, no token no header, only hosts are logged) are those of
+:mod:`token_middleware.core.forwarding`. ``forward_to=None`` (the default) means, on each call,
+the ``FORWARD_TO`` of the settings that validated the current token, and outside a request
+``TOKEN_MIDDLEWARE_FORWARD_TO`` as it was at :func:`instrument`. Example, in the service's
+start-up code::
 
     from token_middleware.instrument import instrument, uninstrument
-    instrumentor = instrument(forward_to=["customers:8002"])   # or None: the environment
+    instrumentor = instrument()        # or instrument(forward_to=["customers:8002"])
     ...
     uninstrument()      # or instrumentor.uninstrument()
 
@@ -36,10 +44,10 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from .core.forwarding import HostAllowlist, authorization_for
+from .core.forwarding import AllowlistSource, ForwardTo, HostAllowlist, authorization_for
 
 __all__ = ["Instrumentor", "active_instrumentor", "instrument", "uninstrument"]
 
@@ -49,7 +57,7 @@ _MISSING = object()
 # Serialises patching and unpatching of the shared client classes (not state: a lock).
 _PATCH_LOCK = threading.Lock()
 
-_Patch = tuple[type, str, Callable[[Any, HostAllowlist], Callable[..., Any]]]
+_Patch = tuple[type, str, Callable[[Any, AllowlistSource], Callable[..., Any]]]
 
 
 def _requests_patches() -> list[_Patch]:
@@ -57,29 +65,41 @@ def _requests_patches() -> list[_Patch]:
         import requests
     except ImportError:
         return []
-    from .requests_auth import strip_disallowed_hop
+    from .requests_auth import session_proxy, strip_before_send, strip_disallowed_hop
 
-    def prepare_request(original: Any, allow: HostAllowlist) -> Callable[..., Any]:
+    def prepare_request(original: Any, allow: AllowlistSource) -> Callable[..., Any]:
         @functools.wraps(original)
         def wrapper(self: requests.Session, request: requests.Request) -> Any:
             prepared = original(self, request)
-            value = authorization_for(prepared.url or "", prepared.headers, allow)
+            value = authorization_for(
+                prepared.url or "", prepared.headers, allow.current(),
+                proxy_for=lambda _: session_proxy(self, prepared),
+            )
             if value is not None:
                 prepared.headers["Authorization"] = value
             return prepared
 
         return wrapper
 
-    def rebuild_auth(original: Any, allow: HostAllowlist) -> Callable[..., Any]:
+    def send(original: Any, allow: AllowlistSource) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def wrapper(self: requests.Session, request: Any, **kwargs: Any) -> Any:
+            strip_before_send(self, request, kwargs.get("proxies"), allow.current())
+            return original(self, request, **kwargs)
+
+        return wrapper
+
+    def rebuild_auth(original: Any, allow: AllowlistSource) -> Callable[..., Any]:
         @functools.wraps(original)
         def wrapper(self: requests.Session, prepared_request: Any, response: Any) -> None:
             original(self, prepared_request, response)
-            strip_disallowed_hop(prepared_request, allow)
+            strip_disallowed_hop(prepared_request, allow.current())
 
         return wrapper
 
     return [
         (requests.Session, "prepare_request", prepare_request),
+        (requests.Session, "send", send),
         (requests.Session, "rebuild_auth", rebuild_auth),
     ]
 
@@ -89,22 +109,28 @@ def _httpx_patches() -> list[_Patch]:
         import httpx
     except ImportError:
         return []
-    from .httpx_auth import with_authorization
+    from .httpx_auth import client_proxy, with_authorization
 
-    def client_send(original: Any, allow: HostAllowlist) -> Callable[..., Any]:
+    def decide(client: httpx.Client | httpx.AsyncClient, request: httpx.Request, allow: AllowlistSource) -> str | None:
+        url = request.url
+        return authorization_for(
+            str(url), request.headers, allow.current(), proxy_for=lambda _: client_proxy(client, url)
+        )
+
+    def client_send(original: Any, allow: AllowlistSource) -> Callable[..., Any]:
         @functools.wraps(original)
         def wrapper(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> Any:
-            value = authorization_for(str(request.url), request.headers, allow)
+            value = decide(self, request, allow)
             if value is not None:
                 request = with_authorization(request, value)
             return original(self, request, **kwargs)
 
         return wrapper
 
-    def async_client_send(original: Any, allow: HostAllowlist) -> Callable[..., Any]:
+    def async_client_send(original: Any, allow: AllowlistSource) -> Callable[..., Any]:
         @functools.wraps(original)
         async def wrapper(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> Any:
-            value = authorization_for(str(request.url), request.headers, allow)
+            value = decide(self, request, allow)
             if value is not None:
                 request = with_authorization(request, value)
             return await original(self, request, **kwargs)
@@ -126,15 +152,21 @@ class Instrumentor:
     """Patches requests and httpx so their calls carry the current token to ``forward_to`` hosts.
 
     ``forward_to`` is the allowlist (entries, a comma-separated string or a
-    :class:`~token_middleware.core.forwarding.HostAllowlist`); ``None`` reads
-    ``TOKEN_MIDDLEWARE_FORWARD_TO`` from the environment here. :meth:`instrument` and
-    :meth:`uninstrument` are idempotent; the original methods are kept on this object.
+    :class:`~token_middleware.core.forwarding.HostAllowlist`), which wins over any settings;
+    ``None`` means the current settings' ``FORWARD_TO`` on each call, and outside a request
+    ``TOKEN_MIDDLEWARE_FORWARD_TO`` read here. :meth:`instrument` and :meth:`uninstrument` are
+    idempotent; the original methods are kept on this object.
     """
 
-    def __init__(self, forward_to: Iterable[str] | HostAllowlist | None = None) -> None:
-        self.forward_to = HostAllowlist.coerce(forward_to)
+    def __init__(self, forward_to: ForwardTo | AllowlistSource = None) -> None:
+        self.source = AllowlistSource(forward_to)
         self._originals: dict[tuple[type, str], object] = {}
         self._libraries: tuple[str, ...] = ()
+
+    @property
+    def forward_to(self) -> HostAllowlist:
+        """The allowlist that applies to a call made now."""
+        return self.source.current()
 
     @property
     def is_instrumented(self) -> bool:
@@ -165,7 +197,7 @@ class Instrumentor:
             for patches in groups.values():
                 for cls, name, make_wrapper in patches:
                     self._originals[(cls, name)] = cls.__dict__.get(name, _MISSING)
-                    wrapper = make_wrapper(getattr(cls, name), self.forward_to)
+                    wrapper = make_wrapper(getattr(cls, name), self.source)
                     setattr(wrapper, _MARKER, self)
                     setattr(cls, name, wrapper)
             self._libraries = tuple(lib for lib, patches in groups.items() if patches)
@@ -194,7 +226,7 @@ class Instrumentor:
 
     def __repr__(self) -> str:
         state = "on" if self._originals else "off"
-        return f"<Instrumentor {state} forward_to={list(self.forward_to.entries)!r}>"
+        return f"<Instrumentor {state} forward_to={self.source.describe()}>"
 
 
 def active_instrumentor() -> Instrumentor | None:
@@ -207,16 +239,16 @@ def active_instrumentor() -> Instrumentor | None:
     return None
 
 
-def instrument(forward_to: Iterable[str] | HostAllowlist | None = None) -> Instrumentor:
+def instrument(forward_to: ForwardTo | AllowlistSource = None) -> Instrumentor:
     """Turn automatic injection on, with a new :class:`Instrumentor`; returns it.
 
     Idempotent: if an instrumentor with the same allowlist is active, that one is returned.
     ``RuntimeError`` if one with another allowlist is active (uninstrument it first).
     """
-    allow = HostAllowlist.coerce(forward_to)
+    allow = AllowlistSource(forward_to)
     active = active_instrumentor()
     if active is not None:
-        if active.forward_to == allow:
+        if active.source == allow:
             return active
         raise RuntimeError(
             f"automatic injection is already on with another allowlist ({active!r}); "

@@ -1,11 +1,15 @@
-"""HostAllowlist: the exact host-and-port rule every outgoing client shares."""
+"""HostAllowlist: the exact host-and-port rule every outgoing client shares; AllowlistSource:
+which allowlist a client applies on a call (the one given by hand, the current settings', or
+the environment's)."""
 
 from __future__ import annotations
 
 import pytest
 
+from token_middleware.core.context import bind_token, reset_token
 from token_middleware.core.errors import ConfigurationError
-from token_middleware.core.forwarding import HostAllowlist
+from token_middleware.core.forwarding import AllowlistSource, HostAllowlist
+from token_middleware.core.settings import Settings
 
 ENTRIES = ["customers", "orders.internal:8001", "Billing.Example", "127.0.0.1:8002", "[::1]:9000", "[fe80::1]"]
 
@@ -122,3 +126,44 @@ def test_coerce_keeps_an_allowlist_and_equality_ignores_order() -> None:
     assert HostAllowlist.coerce(allow) is allow
     assert HostAllowlist(["b:1", "A"]) == allow
     assert HostAllowlist(["a"]) != allow
+
+
+def _settings(forward_to: str) -> Settings:
+    return Settings.from_mapping({"ISSUER": "https://issuer.test", "AUDIENCE": "svc", "FORWARD_TO": forward_to})
+
+
+def test_source_by_hand_wins_over_the_settings_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKEN_MIDDLEWARE_FORWARD_TO", "from-env")
+    source = AllowlistSource(["by-hand:1"])
+    handle = bind_token(None, _settings("from-settings"))
+    try:
+        assert source.current() == HostAllowlist(["by-hand:1"])
+    finally:
+        reset_token(handle)
+    assert source.current() == HostAllowlist(["by-hand:1"])
+
+
+def test_source_none_uses_the_bound_settings_else_the_environment_read_at_construction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TOKEN_MIDDLEWARE_FORWARD_TO", "from-env")
+    source = AllowlistSource(None)
+    monkeypatch.setenv("TOKEN_MIDDLEWARE_FORWARD_TO", "changed-later")
+    assert source.current() == HostAllowlist(["from-env"])
+    settings = _settings("from-settings:8002")
+    handle = bind_token(None, settings)
+    try:
+        assert source.current() is settings.allowlist  # the settings' parsed list, not a new one
+    finally:
+        reset_token(handle)
+    assert source.current() == HostAllowlist(["from-env"])
+
+
+def test_source_equality_is_what_instrument_compares(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKEN_MIDDLEWARE_FORWARD_TO", "a")
+    assert AllowlistSource(None) == AllowlistSource(None)
+    assert AllowlistSource(["A"]) == AllowlistSource("a")
+    assert AllowlistSource(None) != AllowlistSource(["a"])  # by hand is not "the settings"
+    monkeypatch.setenv("TOKEN_MIDDLEWARE_FORWARD_TO", "b")
+    assert AllowlistSource(None) != AllowlistSource(AllowlistSource(["a"]))
+    assert "current settings" in repr(AllowlistSource(None))

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 PATCHED = [
     (requests.Session, "prepare_request"),
+    (requests.Session, "send"),
     (requests.Session, "rebuild_auth"),
     (httpx.Client, "send"),
     (httpx.AsyncClient, "send"),

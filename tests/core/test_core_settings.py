@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from token_middleware.core.errors import ConfigurationError
+from token_middleware.core import hosts
+from token_middleware.core.hosts import HostAllowlist
 from token_middleware.core.settings import DEFAULTS, NAMES, Settings
 
 ISSUER = "https://issuer.test"
@@ -122,6 +126,18 @@ REFUSED = [
     pytest.param({"FORWARD_TO": "*.example.com"}, "FORWARD_TO", "wildcard", id="forward-to-wildcard"),
     pytest.param({"FORWARD_TO": "customers/api"}, "FORWARD_TO", "no scheme, path", id="forward-to-path"),
     pytest.param({"FORWARD_TO": "user@customers"}, "FORWARD_TO", "host:port", id="forward-to-userinfo"),
+    # The one strict host parser (core.hosts) checks FORWARD_TO: what could never match stops
+    # the app, and the message says what to write instead.
+    pytest.param({"FORWARD_TO": "https://customers:8002/api"}, "FORWARD_TO", "write 'customers:8002'", id="forward-to-url-fix"),
+    pytest.param({"FORWARD_TO": "user@customers"}, "FORWARD_TO", "write 'customers'", id="forward-to-userinfo-fix"),
+    pytest.param({"FORWARD_TO": "ok, ::1"}, "FORWARD_TO", "brackets: '[::1]:8002'", id="forward-to-bare-ipv6"),
+    pytest.param({"FORWARD_TO": "[not-an-ip]:80"}, "FORWARD_TO", "e.g. 'customers:8002'", id="forward-to-brackets-without-ip"),
+    pytest.param({"FORWARD_TO": "customers:0"}, "FORWARD_TO", "port outside 1-65535", id="forward-to-port-zero"),
+    pytest.param({"FORWARD_TO": "customers:65536"}, "FORWARD_TO", "port outside 1-65535", id="forward-to-port-too-large"),
+    pytest.param({"FORWARD_TO": "customers:http"}, "FORWARD_TO", "e.g. 'customers:8002'", id="forward-to-port-not-a-number"),
+    pytest.param({"FORWARD_TO": "cust omers"}, "FORWARD_TO", "e.g. 'customers:8002'", id="forward-to-space"),
+    pytest.param({"FORWARD_TO": "customers."}, "FORWARD_TO", "host:port", id="forward-to-trailing-dot"),
+    pytest.param({"FORWARD_TO": ["customers", 8002]}, "FORWARD_TO", "only strings", id="forward-to-non-string"),
     pytest.param({"ALGORITHMS": 256}, "ALGORITHMS", "list of strings", id="algorithms-not-a-list"),
     pytest.param({"SCOPE_CLAIMS": ["scope", 3]}, "SCOPE_CLAIMS", "only strings", id="scope-claims-non-string"),
     pytest.param({"ISSUERR": ISSUER}, "ISSUERR", "known settings are", id="unknown-name"),
@@ -163,6 +179,30 @@ def test_none_is_refused_from_the_environment_too(spelling: str) -> None:
 )
 def test_forward_to_is_normalised(raw: Any, expected: tuple[str, ...]) -> None:
     assert Settings.from_mapping({"ISSUER": ISSUER, "AUDIENCE": "s", "FORWARD_TO": raw}).forward_to == expected
+
+
+def test_forward_to_is_parsed_once_into_the_allowlist_the_clients_use() -> None:
+    s = Settings.from_mapping({"ISSUER": ISSUER, "AUDIENCE": "s", "FORWARD_TO": "Customers:8002, [0:0::1]:9000, customers:8002"})
+    assert s.forward_to == ("customers:8002", "[::1]:9000")
+    assert s.allowlist is s.allowlist  # parsed at construction, not per call
+    assert s.allowlist == HostAllowlist(s.forward_to)
+    assert s.allowlist.permits("http://customers:8002/x") and not s.allowlist.permits("http://customers/x")
+    assert Settings.from_mapping({"ISSUER": ISSUER, "AUDIENCE": "s"}).allowlist == HostAllowlist()
+
+
+def test_one_host_normaliser_in_the_package() -> None:
+    # Settings and the outgoing clients share core.hosts; a second, looser parser must not return.
+    package = Path(hosts.__file__).parent.parent
+    pattern = re.compile(r"^\s*def \w*normali[sz]e_host\b", re.M)
+    found = sorted(str(p.relative_to(package)) for p in package.rglob("*.py") if pattern.search(p.read_text()))
+    assert found == ["core/hosts.py"]
+
+
+def test_settings_built_directly_are_checked_too() -> None:
+    s = Settings.from_mapping({"ISSUER": ISSUER, "AUDIENCE": "s"})
+    assert dataclasses.replace(s, forward_to=("A.example",)).forward_to == ("a.example",)
+    with pytest.raises(ConfigurationError, match="write 'customers'"):
+        dataclasses.replace(s, forward_to=("http://customers",))
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("1", True), ("TRUE", True), ("on", True), ("0", False), ("no", False), ("", False), (False, False)])

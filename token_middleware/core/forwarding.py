@@ -1,31 +1,41 @@
-"""The ``FORWARD_TO`` host allowlist, and the one decision every outgoing client makes.
+"""Whether an outgoing request may carry the current token: the one decision every client makes.
 
 A service passes the caller's access token on to its own downstream calls, but only to hosts
-the deployer listed in ``TOKEN_MIDDLEWARE_FORWARD_TO``. Everything else (third-party APIs, a
-redirect to another host, a typo'd port) gets no token. requests
+the deployer listed in ``FORWARD_TO``. Everything else (third-party APIs, a redirect to another
+host, a typo'd port, a proxy in the middle) gets no token. requests
 (:mod:`token_middleware.requests_auth`), httpx (:mod:`token_middleware.httpx_auth`) and the
 opt-in instrumentation (:mod:`token_middleware.instrument`) all decide through
-:func:`authorization_for`, so they follow the same rules:
+:func:`authorization_for` and :func:`may_carry_token`, so they follow the same rules:
 
-- **Exact host and port.** An entry ``host`` matches that host on the scheme's default port
-  only (80 for ``http``, 443 for ``https``); ``host:port`` matches that port only. Hosts compare
-  case-insensitively; IPv6 addresses are written in brackets (``[::1]:8002``). There are no
-  wildcards and no suffix matching: ``api.example`` does not match ``evil.api.example``.
-- **Userinfo is ignored.** ``http://customers@evil.example/`` goes to ``evil.example``, and is
-  matched as such. URLs that parsers could read differently (whitespace, control characters,
-  backslashes, percent-encoded hosts) never get the token.
+- **Which allowlist.** A client given an allowlist by hand uses it, always. A client given
+  none (:class:`AllowlistSource` with ``None``) uses, on each call, the ``FORWARD_TO`` of the
+  settings that validated the current token, wherever they were set: environment, Flask
+  ``app.config`` or Django's ``TOKEN_MIDDLEWARE``
+  (:func:`~token_middleware.core.context.get_current_settings`). Where no settings are bound
+  (outside a request, or a token bound by hand), it uses ``TOKEN_MIDDLEWARE_FORWARD_TO`` as it
+  was when the client was built.
+- **Exact host and port.** See :mod:`token_middleware.core.hosts`: ``host`` is the scheme's
+  default port only, ``host:port`` that port only, no wildcards, userinfo ignored, ambiguous
+  URLs never match.
 - **Schemes.** Only ``http`` and ``https`` URLs can get the token. Both are allowed to a listed
-  host: the list is explicit, and plain ``http`` is what services on one private network or on
-  loopback use. In production, list only hosts that you reach over TLS (or over a network you
-  trust as much): a bearer token sent in clear is readable by anyone on the path.
+  host: plain ``http`` is what services on one private network or on loopback use. In
+  production, list only hosts that you reach over TLS (or over a network you trust as much).
+- **No token in clear through a proxy.** When a proxy would carry a plain ``http`` call (from
+  ``HTTP_PROXY``/``ALL_PROXY`` in the environment, or set on the session or client), the proxy
+  would read the token: it is not attached, and a WARNING says so. A host that ``NO_PROXY``
+  covers is reached directly and gets the token. ``https`` through a proxy is a ``CONNECT``
+  tunnel that the proxy cannot read, so it keeps the token. Each client says which proxy it
+  would use (``proxy_for``) with its own library's rules; the default,
+  :func:`environment_proxy`, is the standard library's reading of the environment.
 - **The caller wins.** If the outgoing request already has an ``Authorization`` header (set by
   hand or by another auth object), it is never overwritten.
 - **No current token, no header.**
 
-Trusted: the entries (they come from the deployer's settings) and the current token (the
-validator accepted it). Not trusted: the destination URL, which may come from user input or a
-redirect. Only the decision and the destination host are logged, at DEBUG, on the
-``token_middleware.core.forwarding`` logger; the token and the ``Authorization`` header never are.
+Trusted: the entries (they come from the deployer's settings), the current token (the validator
+accepted it) and the settings bound with it. Not trusted: the destination URL, which may come
+from user input or a redirect. Only the decision, the destination host and a proxy's host are
+logged, on the ``token_middleware.forwarding`` logger (DEBUG; WARNING for a proxy); never the
+token, the ``Authorization`` header or a proxy's credentials.
 
 Example::
 
@@ -37,222 +47,167 @@ Example::
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import os
-import re
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Union
 from urllib.parse import urlsplit
 
-from .context import get_current_token
-from .errors import ConfigurationError
+from .context import get_current_settings, get_current_token
+from .hosts import DEFAULT_PORTS, ENV_NAME, Destination, HostAllowlist, destination, display
 from .token import AccessToken
 
 __all__ = [
     "DEFAULT_PORTS",
     "ENV_NAME",
+    "AllowlistSource",
+    "ForwardTo",
     "HostAllowlist",
+    "ProxyLookup",
     "authorization_for",
     "bearer_value",
     "carries_current_token",
     "destination",
+    "environment_has_proxies",
+    "environment_proxy",
+    "may_carry_token",
+    "proxy_display",
 ]
 
 logger = logging.getLogger("token_middleware.forwarding")
 
-#: The environment variable read when no allowlist is given.
-ENV_NAME = "TOKEN_MIDDLEWARE_FORWARD_TO"
+#: What a client's ``forward_to`` argument may be: entries, a comma-separated string, an
+#: allowlist, or ``None`` for the current settings' ``FORWARD_TO``.
+ForwardTo = Union[Iterable[str], HostAllowlist, None]
 
-#: Schemes that may carry the token, with the port an entry without a port stands for.
-DEFAULT_PORTS: Mapping[str, int] = {"http": 80, "https": 443}
-
-_HOSTNAME = re.compile(r"^[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?$")
-_ENTRY_IPV6 = re.compile(r"^\[([^\]]+)\](?::([0-9]+))?$")
-_ENTRY_HOST = re.compile(r"^([^:\[\]]+)(?::([0-9]+))?$")
-# Anything a URL parser might read differently from another: whitespace, controls, backslash.
-_AMBIGUOUS = re.compile(r"[\x00-\x20\x7f\\]")
+#: ``proxy_for(url)``: the URL of the proxy the client would send ``url`` through, or ``None``
+#: when it connects directly.
+ProxyLookup = Callable[[str], Union[str, None]]
 
 
-def _normalise_host(host: str) -> str | None:
-    """Lower-case ``host``, canonicalise IP literals; ``None`` when it is not a plain host."""
-    host = host.lower()
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    if _HOSTNAME.match(host) is None:
-        return None
-    return host
+class AllowlistSource:
+    """Where an outgoing client finds its allowlist, call by call (see the module docstring).
 
-
-def _port(text: str | None, entry: str) -> int | None:
-    if text is None:
-        return None
-    port = int(text)
-    if not 0 < port < 65536:
-        raise ConfigurationError(
-            f"FORWARD_TO entry {entry!r} has a port outside 1-65535", setting="FORWARD_TO"
-        )
-    return port
-
-
-def _parse_entry(raw: str) -> tuple[str, int | None]:
-    entry = raw.strip().lower()
-    match = _ENTRY_IPV6.match(entry)
-    if match is not None:
-        try:
-            host: str | None = str(ipaddress.IPv6Address(match.group(1)))
-        except ValueError:
-            host = None
-    else:
-        match = _ENTRY_HOST.match(entry)
-        host = _normalise_host(match.group(1)) if match is not None else None
-    if match is None or host is None:
-        hint = " (write IPv6 addresses in brackets: '[::1]:8002')" if entry.count(":") > 1 else ""
-        raise ConfigurationError(
-            f"FORWARD_TO entries are 'host' or 'host:port', with no scheme, path, userinfo or "
-            f"wildcard; got {raw!r}{hint}",
-            setting="FORWARD_TO",
-        )
-    return host, _port(match.group(2), raw)
-
-
-def destination(url: str) -> tuple[str, str, int] | None:
-    """``(scheme, host, port)`` that ``url`` really goes to, or ``None`` if it cannot get a token.
-
-    ``None`` for schemes other than http/https, missing or malformed hosts and ports, and URLs
-    that different parsers could read differently. The host is lower-case without userinfo or
-    brackets; IP literals are canonical; the port is explicit or the scheme's default.
-    """
-    if _AMBIGUOUS.search(url) is not None:
-        return None
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname:
-        return None
-    host = _normalise_host(parts.hostname)
-    if host is None:
-        return None
-    return scheme, host, DEFAULT_PORTS[scheme] if port is None else port
-
-
-def _display(dest: tuple[str, str, int] | None) -> str:
-    if dest is None:
-        return "<no http(s) host>"
-    _, host, port = dest
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class HostAllowlist:
-    """The hosts that outgoing requests may carry the current token to (``FORWARD_TO``).
-
-    ``entries`` are ``host`` or ``host:port`` strings (see the module docstring for the exact
-    rules). An empty allowlist permits nothing: the token is never sent. Invalid entries raise
-    :class:`~token_middleware.core.errors.ConfigurationError` at construction.
-
-    List only hosts that you reach over TLS (or a network you trust as much) in production: the
-    allowlist permits both ``http`` and ``https`` to a listed host.
+    ``forward_to`` given: that allowlist on every call, whatever the settings. ``None``: the
+    allowlist of the settings that validated the current token
+    (:attr:`~token_middleware.core.settings.Settings.allowlist`, parsed once per settings
+    object), or, where no settings are bound, ``TOKEN_MIDDLEWARE_FORWARD_TO`` read now.
     """
 
-    __slots__ = ("_default_port_hosts", "_host_ports", "entries")
+    __slots__ = ("environment", "explicit")
 
-    entries: tuple[str, ...]
+    def __init__(self, forward_to: ForwardTo | AllowlistSource = None) -> None:
+        if isinstance(forward_to, AllowlistSource):
+            self.explicit: HostAllowlist | None = forward_to.explicit
+            self.environment: HostAllowlist = forward_to.environment
+        elif forward_to is None:
+            self.explicit = None
+            self.environment = HostAllowlist.from_env()
+        else:
+            self.explicit = HostAllowlist.coerce(forward_to)
+            self.environment = self.explicit
 
-    def __init__(self, entries: Iterable[str] = ()) -> None:
-        if isinstance(entries, str):
-            raise TypeError(
-                "HostAllowlist takes an iterable of entries, not a string; "
-                "use HostAllowlist.parse() for a comma-separated string"
-            )
-        default_port_hosts: set[str] = set()
-        host_ports: set[tuple[str, int]] = set()
-        normalised: list[str] = []
-        for raw in entries:
-            if not isinstance(raw, str):
-                raise ConfigurationError(
-                    f"FORWARD_TO entries must be strings, got {type(raw).__name__}",
-                    setting="FORWARD_TO",
-                )
-            if not raw.strip():
-                continue
-            host, port = _parse_entry(raw)
-            shown = f"[{host}]" if ":" in host else host
-            if port is None:
-                default_port_hosts.add(host)
-            else:
-                host_ports.add((host, port))
-                shown = f"{shown}:{port}"
-            if shown not in normalised:
-                normalised.append(shown)
-        self._default_port_hosts = frozenset(default_port_hosts)
-        self._host_ports = frozenset(host_ports)
-        self.entries = tuple(normalised)
+    def current(self) -> HostAllowlist:
+        """The allowlist that applies to a call made now."""
+        if self.explicit is not None:
+            return self.explicit
+        settings = get_current_settings()
+        return self.environment if settings is None else settings.allowlist
 
-    @classmethod
-    def parse(cls, text: str) -> HostAllowlist:
-        """An allowlist from a comma-separated string, as in the environment variable."""
-        return cls(text.split(","))
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> HostAllowlist:
-        """``TOKEN_MIDDLEWARE_FORWARD_TO`` from ``environ`` (default ``os.environ``); unset: empty."""
-        env = os.environ if environ is None else environ
-        return cls.parse(env.get(ENV_NAME, ""))
-
-    @classmethod
-    def coerce(cls, forward_to: Iterable[str] | HostAllowlist | None) -> HostAllowlist:
-        """The allowlist for a client's ``forward_to`` argument.
-
-        ``None`` reads the environment now (:meth:`from_env`); a string is comma-separated; an
-        iterable of entries or an allowlist is used as given.
-        """
-        if forward_to is None:
-            return cls.from_env()
-        if isinstance(forward_to, HostAllowlist):
-            return forward_to
-        if isinstance(forward_to, str):
-            return cls.parse(forward_to)
-        return cls(forward_to)
-
-    def permits(self, url: str) -> bool:
-        """True when ``url`` is an http(s) URL whose host and port are listed."""
-        return self._permits(destination(url))
-
-    def _permits(self, dest: tuple[str, str, int] | None) -> bool:
-        if dest is None:
-            return False
-        scheme, host, port = dest
-        if (host, port) in self._host_ports:
-            return True
-        return port == DEFAULT_PORTS[scheme] and host in self._default_port_hosts
-
-    def __bool__(self) -> bool:
-        return bool(self.entries)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.entries)
+    def describe(self) -> str:
+        """For reprs: the entries, or where they come from."""
+        if self.explicit is not None:
+            return repr(list(self.explicit.entries))
+        return f"<the current settings' FORWARD_TO; outside a request {list(self.environment.entries)!r}>"
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, HostAllowlist):
+        if not isinstance(other, AllowlistSource):
             return NotImplemented
-        return (self._default_port_hosts, self._host_ports) == (
-            other._default_port_hosts,
-            other._host_ports,
-        )
+        return (self.explicit, self.environment) == (other.explicit, other.environment)
 
     def __hash__(self) -> int:
-        return hash((self._default_port_hosts, self._host_ports))
+        return hash((self.explicit, self.environment))
 
     def __repr__(self) -> str:
-        return f"HostAllowlist({list(self.entries)!r})"
+        return f"AllowlistSource({self.describe()})"
+
+
+def environment_has_proxies() -> bool:
+    """False when the environment certainly names no proxy; cheap enough to ask on every call.
+
+    Where the standard library reads proxies from the environment alone (not macOS or Windows,
+    which have system settings), ``getproxies()`` finds nothing unless some variable whose name
+    ends in ``_proxy`` (any case) is set and not empty. This checks that, and nothing else: the
+    proxy itself is always found by the client library's own resolution.
+    """
+    if urllib.request.getproxies is not urllib.request.getproxies_environment:
+        return True
+    environ = os.environ
+    return any(name[-6:].lower() == "_proxy" and environ[name] for name in environ)
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url``, as the standard library reads it, or ``None``.
+
+    ``urllib.request.getproxies()`` (``<scheme>_proxy``, then ``all_proxy``; on macOS and
+    Windows the system settings too) and ``urllib.request.proxy_bypass()`` for ``NO_PROXY``.
+    """
+    if not environment_has_proxies():
+        return None
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme.lower()) or proxies.get("all")
+    if not proxy:
+        return None
+    netloc = parts.netloc.rpartition("@")[2]
+    if netloc and urllib.request.proxy_bypass(netloc):
+        return None
+    return proxy
+
+
+def proxy_display(proxy: str) -> str:
+    """``host:port`` of a proxy URL, for logs: never its credentials."""
+    try:
+        parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "<unreadable proxy URL>"
+    if not host:
+        return "<unreadable proxy URL>"
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port is None else f"{shown}:{port}"
+
+
+def may_carry_token(url: str, allowlist: HostAllowlist, *, proxy_for: ProxyLookup | None) -> bool:
+    """True when a request for ``url`` may carry the token: the destination rules alone.
+
+    The destination must be in ``allowlist``, and a plain ``http`` call must not go through a
+    proxy (``proxy_for(url)``, asked only then; ``None`` means the client connects directly).
+    A refusal is logged with the host: at DEBUG when the host is not listed, at WARNING for a
+    proxy, with the proxy's host.
+    """
+    return _may_carry(url, destination(url), allowlist, proxy_for)
+
+
+def _may_carry(
+    url: str, dest: Destination | None, allowlist: HostAllowlist, proxy_for: ProxyLookup | None
+) -> bool:
+    if dest is None or not allowlist.permits_destination(dest):
+        logger.debug("token not forwarded to %s: not in FORWARD_TO", display(dest))
+        return False
+    if dest[0] == "http" and proxy_for is not None:
+        proxy = proxy_for(url)
+        if proxy:
+            logger.warning(
+                "token not forwarded to %s: this plain-http call would go through the proxy %s, "
+                "which would read it; call the host over https, or exempt it from the proxy "
+                "(NO_PROXY)",
+                display(dest),
+                proxy_display(proxy),
+            )
+            return False
+    return True
 
 
 def bearer_value(token: AccessToken) -> str:
@@ -272,26 +227,31 @@ def _has_authorization(headers: Mapping[Any, Any] | None) -> bool:
 
 
 def authorization_for(
-    url: str, existing_headers: Mapping[Any, Any] | None, allowlist: HostAllowlist
+    url: str,
+    existing_headers: Mapping[Any, Any] | None,
+    allowlist: HostAllowlist,
+    *,
+    proxy_for: ProxyLookup | None = environment_proxy,
 ) -> str | None:
     """The ``Authorization`` value to add to a request for ``url``, or ``None`` to add nothing.
 
-    ``"Bearer <current token>"`` only when there is a current token, the destination is in
-    ``allowlist``, and ``existing_headers`` (any mapping; names compared case-insensitively) has
-    no ``Authorization`` of its own. Logs the decision and the destination host at DEBUG.
+    ``"Bearer <current token>"`` only when there is a current token, ``existing_headers`` (any
+    mapping; names compared case-insensitively) has no ``Authorization`` of its own, and
+    :func:`may_carry_token` allows the destination. ``proxy_for`` says which proxy the client
+    would use (default: :func:`environment_proxy`; ``None``: the client connects directly).
+    Logs the decision and the destination host, never the token.
     """
     dest = destination(url)
     token = get_current_token()
     if token is None or not token.raw:
-        logger.debug("no current token; nothing forwarded to %s", _display(dest))
+        logger.debug("no current token; nothing forwarded to %s", display(dest))
         return None
     if _has_authorization(existing_headers):
-        logger.debug("Authorization set by the caller kept for %s", _display(dest))
+        logger.debug("Authorization set by the caller kept for %s", display(dest))
         return None
-    if not allowlist._permits(dest):
-        logger.debug("token not forwarded to %s: not in FORWARD_TO", _display(dest))
+    if not _may_carry(url, dest, allowlist, proxy_for):
         return None
-    logger.debug("token forwarded to %s (jti=%s)", _display(dest), token.jti)
+    logger.debug("token forwarded to %s (jti=%s)", display(dest), token.jti)
     return bearer_value(token)
 
 

@@ -3,7 +3,10 @@
 The same NAMEs are read from a plain mapping (Django's ``TOKEN_MIDDLEWARE = {"ISSUER": …}``),
 from prefixed keys (Flask's ``app.config["TOKEN_MIDDLEWARE_ISSUER"]``) or from the environment
 (``TOKEN_MIDDLEWARE_ISSUER``). Lists may be given as Python sequences or comma-separated
-strings; durations are seconds.
+strings; durations are seconds. ``FORWARD_TO`` entries are checked by the one host parser,
+:func:`token_middleware.core.hosts.parse_entry`, so an entry that could never match stops the
+app here; the parsed :class:`~token_middleware.core.hosts.HostAllowlist` is kept with the
+settings (:attr:`Settings.allowlist`) for the outgoing clients.
 
 Nothing here is trusted from a request: settings come only from the deployer. Invalid settings
 raise :class:`~token_middleware.core.errors.ConfigurationError` naming the setting and the fix, so a
@@ -20,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
+from .hosts import HostAllowlist
 
 PREFIX = "TOKEN_MIDDLEWARE_"
 
@@ -106,19 +110,14 @@ def _check_url(name: str, url: str) -> str:
     return url
 
 
-def _normalise_host(entry: str) -> str:
-    entry = entry.strip().lower()
-    if not entry or "/" in entry or "@" in entry or "*" in entry:
-        raise ConfigurationError(
-            f"FORWARD_TO entries are 'host' or 'host:port' (no scheme, path or wildcard), got {entry!r}",
-            setting="FORWARD_TO",
-        )
-    return entry
-
-
 @dataclass(frozen=True)
 class Settings:
-    """Validated settings. Build with :meth:`from_mapping`, :meth:`from_env` or :meth:`from_prefixed`."""
+    """Validated settings. Build with :meth:`from_mapping`, :meth:`from_env` or :meth:`from_prefixed`.
+
+    Frozen: an app's settings never change while it runs. ``forward_to`` holds the normalised
+    ``FORWARD_TO`` entries and :attr:`allowlist` the same entries parsed, both set once, at
+    construction.
+    """
 
     issuers: tuple[str, ...]
     audience: str
@@ -135,6 +134,20 @@ class Settings:
     http_timeout: float
     max_token_bytes: int
     allow_query_token: bool
+
+    def __post_init__(self) -> None:
+        # FORWARD_TO is parsed here, once per Settings object, by the one host parser: a bad
+        # entry raises ConfigurationError at start-up. The allowlist is not a field (equality,
+        # repr and as_mapping ignore it); outgoing calls read it without parsing again.
+        allowlist = HostAllowlist(self.forward_to)
+        object.__setattr__(self, "forward_to", allowlist.entries)
+        object.__setattr__(self, "_allowlist", allowlist)
+
+    @property
+    def allowlist(self) -> HostAllowlist:
+        """The ``FORWARD_TO`` hosts as a :class:`~token_middleware.core.hosts.HostAllowlist`."""
+        allowlist: HostAllowlist = self.__dict__["_allowlist"]
+        return allowlist
 
     @property
     def realm(self) -> str:
@@ -247,7 +260,7 @@ class Settings:
             accepted_types=tuple(t.lower() for t in accepted_types),
             required_claims=_as_list("REQUIRED_CLAIMS", merged["REQUIRED_CLAIMS"]),
             scope_claims=scope_claims,
-            forward_to=tuple(_normalise_host(h) for h in _as_list("FORWARD_TO", merged["FORWARD_TO"])),
+            forward_to=_as_list("FORWARD_TO", merged["FORWARD_TO"]),  # parsed in __post_init__
             jwks_cache_seconds=int(_as_number("JWKS_CACHE_SECONDS", merged["JWKS_CACHE_SECONDS"], minimum=0, integer=True)),
             jwks_min_refresh_seconds=min_refresh,
             http_timeout=_as_number("HTTP_TIMEOUT", merged["HTTP_TIMEOUT"], minimum=0.001, integer=False),
