@@ -14,8 +14,9 @@ What is trusted: ``mint`` signs whatever it is told to (it is a test tool; keep 
 away from it). ``inspect`` without ``--issuer``/``--audience`` only *decodes* a token and says so:
 nothing it prints is verified. With them, every check is made by the library's own
 :class:`~token_middleware.core.validator.TokenValidator`, with keys only from ``--jwks-url``,
-``--public-keys`` or the issuer's discovery document, never from the token's headers.
-Tokens are read from an argument or standard input and never printed back.
+``--public-keys`` or the issuer's discovery document, never from the token's headers. When no
+keys can be had, the signature line says why (connection refused, a discovery document naming
+another issuer, …). Tokens are read from an argument or standard input and never printed back.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -191,6 +192,23 @@ def _check_fields(check: Any) -> tuple[str, bool | None, str]:
     return str(name), None if verdict is None else bool(verdict), str(detail)
 
 
+def _quietly(explain: Callable[[str], Any], raw: str) -> Any:
+    """``explain(raw)`` without the key logger's server-side WARNING ("requests with a token get
+    503: …") as a stray line on stderr when logging is not configured: inspect puts the cause
+    on the signature line instead. Configured handlers still receive it."""
+    import logging
+
+    keys_log = logging.getLogger("token_middleware.keys")
+    if keys_log.hasHandlers():
+        return explain(raw)
+    quiet = logging.NullHandler()
+    keys_log.addHandler(quiet)
+    try:
+        return explain(raw)
+    finally:
+        keys_log.removeHandler(quiet)
+
+
 def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     raw = _read_token(args.token)
     header, claims = decode_unverified(raw)
@@ -243,7 +261,7 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
         return 0
 
     failed = 0
-    for check in explain(raw):
+    for check in _quietly(explain, raw):
         name, verdict, detail = _check_fields(check)
         mark = {True: "ok     ", False: "FAILED ", None: "skipped"}[verdict]
         failed += verdict is False

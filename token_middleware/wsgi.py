@@ -14,6 +14,10 @@ the framework adapters or to :func:`token_middleware.core.scopes.check_scopes`::
 
     from token_middleware.wsgi import TokenMiddleware
     app = TokenMiddleware(app)          # settings from TOKEN_MIDDLEWARE_* environment variables
+
+A denylist or extra claim checks go on the validator (:mod:`token_middleware.core.hooks`):
+``TokenMiddleware(app, validator=TokenValidator(settings, is_revoked=…, claim_checks=[…]))``.
+A revoked token gets 401 like any invalid one; a failing ``is_revoked`` gets 503.
 """
 
 from __future__ import annotations

@@ -1,17 +1,28 @@
-"""``token-middleware keygen | mint | inspect``: real keys, real tokens, the CLI's own output."""
+"""``token-middleware keygen | mint | inspect``: real keys, real tokens, the CLI's own output.
+
+``inspect`` against keys that cannot be had uses the core suite's loopback ``JWKSServer`` and a
+port that refuses connections (bound, never listening, held for the test).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from token_middleware.cli import find_checkout, main
+
+CORE_TESTS = Path(__file__).resolve().parents[1] / "core"
+if str(CORE_TESTS) not in sys.path:
+    sys.path.insert(0, str(CORE_TESTS))
+from _support import JWKSServer  # noqa: E402 - the core suite's loopback JWKS server
 
 ISSUER = "https://issuer.test"
 
@@ -34,6 +45,13 @@ def mint(capsys: pytest.CaptureFixture[str], keys: Path, *extra: str) -> str:
         capsys, "mint", "--key", str(keys / "private.pem"), "--iss", ISSUER, "--sub", "alice",
         "--aud", "orders-service", "--aud", "customers-service", "--scope", "orders:read", *extra,
     )
+    assert status == 0, err
+    return out.strip()
+
+
+def mint_for(capsys: pytest.CaptureFixture[str], keys: Path, issuer: str) -> str:
+    status, out, err = run(capsys, "mint", "--key", str(keys / "private.pem"), "--iss", issuer, "--sub", "alice",
+                           "--aud", "orders-service")
     assert status == 0, err
     return out.strip()
 
@@ -226,3 +244,94 @@ def test_demo_help_works_from_the_checkout() -> None:
 
     assert result.returncode == 0, result.stderr
     assert "--nginx-port" in result.stdout
+
+
+# --- inspect when no keys can be had: the cause is on the signature line --------------------------
+
+
+@pytest.fixture
+def jwks_server(keys: Path) -> Iterator[JWKSServer]:
+    """A real JWKS and discovery server on loopback, serving the keys from ``keygen``."""
+    from token_middleware.core.issuer import SigningKey
+
+    with JWKSServer([SigningKey.from_pem((keys / "private.pem").read_bytes(), _alg_of(keys))]) as server:
+        yield server
+
+
+def _alg_of(keys: Path) -> str:
+    return str(json.loads((keys / "jwks.json").read_text())["keys"][0]["alg"])
+
+
+def signature_line(out: str) -> str:
+    [line] = [line.strip() for line in out.splitlines() if line.strip().split()[1:2] == ["signature:"]]
+    return line
+
+
+def test_inspect_names_a_discovery_issuer_mismatch_on_the_signature_line(
+    capsys: pytest.CaptureFixture[str], keys: Path, jwks_server: JWKSServer
+) -> None:
+    issuer = jwks_server.url + "/"  # the trailing slash the discovery document does not have
+    token = mint_for(capsys, keys, issuer)
+
+    status, out, _ = run(capsys, "inspect", token, "--issuer", issuer, "--audience", "orders-service")
+
+    assert status == 1
+    assert signature_line(out) == (
+        "FAILED   signature: the token signing keys are unavailable (discovery document at "
+        f"{jwks_server.url}/.well-known/openid-configuration names issuer {jwks_server.url!r} but ISSUER is "
+        f"{issuer!r} (they differ only by a trailing slash): set ISSUER to exactly the issuer the document names)"
+    )
+    assert "retry shortly" not in out
+    assert token not in out
+
+
+def test_inspect_names_a_refused_connection_on_the_signature_line(
+    capsys: pytest.CaptureFixture[str], keys: Path
+) -> None:
+    token = mint(capsys, keys)
+    with socket.socket() as refusing:  # bound, never listening: connections to it are refused
+        refusing.bind(("127.0.0.1", 0))
+        port = refusing.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/jwks.json"
+
+        status, out, _ = run(capsys, "inspect", token, "--issuer", ISSUER, "--audience", "orders-service",
+                             "--jwks-url", url)
+
+    assert status == 1
+    assert signature_line(out) == (
+        f"FAILED   signature: the token signing keys are unavailable (connection refused by 127.0.0.1:{port} "
+        f"fetching {url})"
+    )
+
+
+def test_inspect_with_a_working_jwks_url_keeps_the_usual_signature_lines(
+    capsys: pytest.CaptureFixture[str], keys: Path, jwks_server: JWKSServer, tmp_path: Path
+) -> None:
+    status, out, _ = run(capsys, "inspect", mint(capsys, keys), "--issuer", ISSUER,
+                         "--audience", "orders-service", "--jwks-url", jwks_server.jwks_url)
+    assert status == 0, out
+    assert signature_line(out).startswith("ok       signature: verified")
+
+    run(capsys, "keygen", "--alg", _alg_of(keys), "--kid", json.loads((keys / "jwks.json").read_text())["keys"][0]["kid"],
+        "--out-dir", str(tmp_path / "other"))
+    status, out, _ = run(capsys, "inspect", mint(capsys, tmp_path / "other"), "--issuer", ISSUER,
+                         "--audience", "orders-service", "--jwks-url", jwks_server.jwks_url)
+    assert status == 1
+    line = signature_line(out)
+    assert line.startswith("FAILED   signature:") and "unavailable" not in line, line
+
+
+def test_inspect_as_a_command_prints_the_cause_once(keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    token = mint(capsys, keys)
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{refusing.getsockname()[1]}/jwks.json"
+
+        result = subprocess.run(
+            [*_entry_points()[0], "inspect", "-", "--issuer", ISSUER, "--audience", "orders-service", "--jwks-url", url],
+            input=token, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        )
+
+    assert result.returncode == 1, result.stderr
+    assert "unavailable (connection refused by 127.0.0.1:" in signature_line(result.stdout)
+    assert result.stderr == ""  # not again as a stray server-side WARNING line

@@ -13,10 +13,14 @@ from token_middleware.core.errors import (
     ExpiredToken,
     InsufficientScope,
     InvalidAudience,
+    InvalidIssuer,
     InvalidRequest,
+    InvalidSignature,
     InvalidToken,
     KeysUnavailable,
     MissingToken,
+    RevocationUnavailable,
+    RevokedToken,
 )
 from token_middleware.core.responses import error_response, prefers_html
 from token_middleware.core.scopes import check_scopes, parse_scopes
@@ -117,6 +121,15 @@ CHALLENGES = [
     pytest.param(InsufficientScope(["a", "b"], any_of=True), 403,
                  'Bearer realm="orders-service", error="insufficient_scope", '
                  'error_description="one of these scopes is required: a b", scope="a b"', id="insufficient-scope-any"),
+    pytest.param(RevokedToken(), 401,
+                 'Bearer realm="orders-service", error="invalid_token", error_description="the token has been revoked"',
+                 id="revoked-token"),
+    pytest.param(InvalidSignature(), 401,
+                 'Bearer realm="orders-service", error="invalid_token", error_description="the signature is not valid"',
+                 id="invalid-signature"),
+    pytest.param(InvalidIssuer(claim="iss"), 401,
+                 'Bearer realm="orders-service", error="invalid_token", error_description="the issuer is not trusted"',
+                 id="invalid-issuer"),
     pytest.param(InvalidToken('say "hi"\\ \r\nX: y'), 401,
                  'Bearer realm="orders-service", error="invalid_token", error_description="say \\"hi\\"\\\\ X: y"',
                  id="quoting-and-control-characters"),
@@ -202,6 +215,16 @@ def test_error_response_503() -> None:
     assert status == "503 Service Unavailable"
     assert h["Retry-After"] == "3" and "WWW-Authenticate" not in h
     assert json.loads(body)["error"] == "temporarily_unavailable"
+
+
+def test_a_failing_revocation_hook_is_answered_like_unavailable_keys() -> None:
+    status, headers, body = error_response(RevocationUnavailable(), "r")
+    h = dict(headers)
+    assert status == "503 Service Unavailable"
+    assert h["Retry-After"] == "5" and "WWW-Authenticate" not in h
+    assert json.loads(body) == {"error": "temporarily_unavailable",
+                                "error_description": "the token cannot be checked right now, retry shortly"}
+    assert isinstance(RevocationUnavailable(), KeysUnavailable) and not isinstance(RevocationUnavailable(), InvalidToken)
 
 
 def test_error_response_403_scope() -> None:

@@ -144,19 +144,25 @@ def _flip_trailing_bits(k: Kit) -> str:
     return f"{head}.{sig[:-1]}{last}"
 
 
-def _standard_base64_alphabet(k: Kit) -> str:
-    """One valid token re-spelled in the standard base64 alphabet ('+' and '/' for '-' and '_').
+def _standard_base64_alphabet(index: int) -> Builder:
+    """A valid token with one segment re-spelled in the standard base64 alphabet ('+', '/').
 
-    The token is built once (ECDSA signatures are random, so every ``k.token()`` differs). When it
-    has no '-' or '_' to re-spell, a '+' is appended to the signature instead, so the result always
-    holds a character outside the base64url alphabet. A validator that tolerated the standard
-    alphabet would accept the re-spelled token or, for the appended '+', report a bad signature,
-    never the expected :class:`MalformedToken`.
+    The token is built once (ECDSA signatures are random, so every ``k.token()`` differs). When the
+    segment has no '-' or '_' to re-spell, a '+' is appended to it instead, so it always holds a
+    character outside the base64url alphabet. A validator that tolerated the standard alphabet
+    would accept a re-spelled signature, and would report a re-spelled header or payload as a bad
+    signature (the signing input changed), never the expected :class:`MalformedToken`.
     """
-    raw = k.token()
-    attack = raw.replace("-", "+").replace("_", "/") if ("-" in raw or "_" in raw) else raw + "+"
-    assert attack != raw and ("+" in attack or "/" in attack)
-    return attack
+
+    def build(k: Kit) -> str:
+        parts = k.token().split(".")
+        segment = parts[index]
+        parts[index] = (segment.replace("-", "+").replace("_", "/") if ("-" in segment or "_" in segment)
+                        else segment + "+")
+        assert "+" in parts[index] or "/" in parts[index]
+        return ".".join(parts)
+
+    return build
 
 
 def _padded(index: int) -> Builder:
@@ -250,13 +256,17 @@ ATTACKS: list[Any] = [
     pytest.param(lambda k: k.token().rsplit(".", 1)[0], MalformedToken, id="stripped-signature-and-dot"),
     pytest.param(lambda k: k.token(key=k.other), InvalidSignature, id="signature-from-another-key"),
     pytest.param(lambda k: k.token(signature=b"\x00" * 64), InvalidSignature, id="zero-signature"),
-    pytest.param(_flip_trailing_bits, MalformedToken, id="non-canonical-signature-trailing-bits"),
+    # A signature segment that is not canonical base64url is, to the client, a bad signature; a
+    # header or payload segment is malformed (the payload is decoded strictly before the key search).
+    pytest.param(_flip_trailing_bits, InvalidSignature, id="non-canonical-signature-trailing-bits"),
     pytest.param(_padded(0), MalformedToken, id="padded-header"),
-    pytest.param(_padded(1), InvalidSignature, id="padded-payload"),  # the signature covers the exact bytes
-    pytest.param(_padded(2), MalformedToken, id="padded-signature"),
+    pytest.param(_padded(1), MalformedToken, id="padded-payload"),
+    pytest.param(_padded(2), InvalidSignature, id="padded-signature"),
     pytest.param(lambda k: k.token().replace(".", "..", 1), MalformedToken, id="extra-empty-segment"),
     pytest.param(lambda k: "." + k.token().split(".", 1)[1], MalformedToken, id="missing-header"),
-    pytest.param(_standard_base64_alphabet, MalformedToken, id="standard-base64-alphabet"),
+    pytest.param(_standard_base64_alphabet(0), MalformedToken, id="standard-base64-alphabet-header"),
+    pytest.param(_standard_base64_alphabet(1), MalformedToken, id="standard-base64-alphabet-payload"),
+    pytest.param(_standard_base64_alphabet(2), InvalidSignature, id="standard-base64-alphabet-signature"),
     pytest.param(lambda k: " " + k.token(), MalformedToken, id="leading-space"),
     pytest.param(lambda k: "", MalformedToken, id="empty-string"),
     pytest.param(lambda k: "not-a-jwt", MalformedToken, id="one-segment"),
@@ -673,3 +683,14 @@ def test_explain_reports_every_check(kit: Kit, validator: TokenValidator) -> Non
     assert expired["signature"] is True and expired["expiry"] is False
     for check in validator.explain(raw):
         assert raw.split(".")[2] not in check.detail
+
+
+def test_explain_does_not_check_the_signature_of_a_foreign_issuer(kit: Kit, validator: TokenValidator) -> None:
+    raw = kit.token(header=kit.header(kid="theirs"), payload=kit.claims(iss="https://evil.test"), key=kit.other)
+    checks = {c.name: c for c in validator.explain(raw)}
+    assert checks["signature"].passed is None and "not a trusted issuer" in checks["signature"].detail
+    assert checks["issuer"].passed is False and "'https://evil.test'" in checks["issuer"].detail
+    assert checks["claims"].passed is None and "unverified" in checks["claims"].detail
+    # Our own issuer with a foreign key: the signature is checked, and fails.
+    ours = {c.name: c for c in validator.explain(kit.token(header=kit.header(kid="theirs"), key=kit.other))}
+    assert ours["signature"].passed is False and ours["issuer"].passed is True

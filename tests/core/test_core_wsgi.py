@@ -103,8 +103,8 @@ def test_invalid_token_is_401_json_with_challenge_on_every_method(kit: Kit, midd
     r = call(middleware(), method=method, authorization=f"Bearer {raw}")
     assert r.code == 401
     assert r.headers["WWW-Authenticate"] == (f'Bearer realm="{AUDIENCE}", error="invalid_token", '
-                                             'error_description="the token signature is invalid"')
-    assert r.json() == {"error": "invalid_token", "error_description": "the token signature is invalid"}
+                                             'error_description="the signature is not valid"')
+    assert r.json() == {"error": "invalid_token", "error_description": "the signature is not valid"}
     assert raw.encode() not in r.body and raw.split(".")[2].encode() not in r.body
 
 
@@ -240,3 +240,19 @@ def test_real_server_streams_with_the_callers_identity(kit: Kit, middleware: Cal
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_a_revoked_token_is_refused_by_the_middleware_even_from_the_cache(
+    kit: Kit, make_settings: Callable[..., Settings], clock: Any,
+) -> None:
+    revoked: set[str | None] = set()
+    validator = TokenValidator(make_settings(), cache_size=16, clock=clock,
+                               is_revoked=lambda token: token.jti in revoked)
+    mw = TokenMiddleware(whoami, validator=validator, prefetch=False)
+    raw = kit.token(payload=kit.claims(jti="j-wsgi"))
+    assert call(mw, authorization=f"Bearer {raw}").json() == {"sub": "alice"}
+    revoked.add("j-wsgi")
+    r = call(mw, authorization=f"Bearer {raw}")
+    assert r.code == 401
+    assert r.headers["WWW-Authenticate"] == (f'Bearer realm="{AUDIENCE}", error="invalid_token", '
+                                             'error_description="the token has been revoked"')

@@ -15,6 +15,7 @@ module              its one job
 ``errors``          one exception tree, each class carrying its RFC 6750 status and error code
 ``bearer``          finding the bearer token in a request (RFC 6750 §2)
 ``validator``       ``TokenValidator``: the strict compact-JWS policy and the verified cache
+``hooks``           the validator's extension points: ``is_revoked`` and ``claim_checks``
 ``keys``            verification keys: static files or a remote JWKS, cached and throttled
 ``_jose``           the only module that touches python-jose
 ``b64url``          the one base64url codec (RFC 7515 §2, unpadded)
@@ -23,6 +24,7 @@ module              its one job
 ``context``         the per-request ``ContextVar`` holding the current token
 ``runtime``         ``Runtime``: the settings and validator one app owns (shared by adapters)
 ``responses``       RFC 6750 error bodies and ``WWW-Authenticate`` headers
+``hosts``           the one host normaliser: ``FORWARD_TO`` entries and ``HostAllowlist``
 ``forwarding``      the decision whether an outgoing request may carry the token
 ``concurrency``     carrying the context into worker threads
 ``issuer``          signing tokens and publishing a JWKS (the gateway and the test kit)

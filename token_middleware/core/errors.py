@@ -11,11 +11,13 @@ Callers catch at the level they care about::
         │   ├── TokenTooLarge, MalformedToken, UnsupportedSerialization
         │   ├── InvalidHeader, DisallowedAlgorithm, CriticalHeader, InvalidType
         │   ├── UnknownKey, InvalidSignature
-        │   └── InvalidClaim (.claim)
+        │   ├── RevokedToken            refused by the ``is_revoked`` hook
+        │   └── InvalidClaim (.claim)   (also what a failing ``claim_checks`` entry raises)
         │       ├── MissingClaim, ExpiredToken, NotYetValid, IssuedInFuture
         │       └── InvalidIssuer, InvalidAudience
         ├── InsufficientScope           403 insufficient_scope, ``scope="…"`` in the challenge
         └── KeysUnavailable             503 with Retry-After: the keys cannot be had at all
+            └── RevocationUnavailable   503 too: the ``is_revoked`` hook failed
 
 Every ``description`` is short and safe to show a client: it never contains the token, a key, or
 a stack trace. Errors build their own ``WWW-Authenticate`` header; adapters only serialise them.
@@ -146,7 +148,15 @@ class UnknownKey(InvalidToken):
 
 
 class InvalidSignature(InvalidToken):
-    default_description = "the token signature is invalid"
+    """The signature does not verify, or its segment is not valid base64url."""
+
+    default_description = "the signature is not valid"
+
+
+class RevokedToken(InvalidToken):
+    """The ``is_revoked`` hook of :class:`~token_middleware.core.validator.TokenValidator` said so."""
+
+    default_description = "the token has been revoked"
 
 
 class InvalidClaim(InvalidToken):
@@ -176,11 +186,17 @@ class IssuedInFuture(InvalidClaim):
 
 
 class InvalidIssuer(InvalidClaim):
-    default_description = "the token issuer is not trusted"
+    default_description = "the issuer is not trusted"
 
 
 class InvalidAudience(InvalidClaim):
     default_description = "the token is not meant for this service"
+
+
+class UnknownUser(InvalidToken):
+    """A user loader found no user of this service for a valid token (Flask and Django alike)."""
+
+    default_description = "the token's subject is not a user of this service"
 
 
 class InsufficientScope(BearerError):
@@ -225,18 +241,37 @@ class InsufficientScope(BearerError):
 
 
 class KeysUnavailable(BearerError):
-    """The verification keys cannot be obtained at all: a server error (503), never a 401."""
+    """The verification keys cannot be obtained at all: a server error (503), never a 401.
+
+    ``cause`` says why, in operator terms ("connection refused by 127.0.0.1:9 fetching …"),
+    for logs and ``token-middleware inspect``. It is never put in the response: clients get
+    only ``description`` and ``Retry-After``.
+    """
 
     status_code = 503
     error = "temporarily_unavailable"
     default_description = "the token signing keys are unavailable, retry shortly"
 
-    def __init__(self, description: str | None = None, *, retry_after: int = 5) -> None:
+    def __init__(
+        self, description: str | None = None, *, retry_after: int = 5, cause: str | None = None
+    ) -> None:
         super().__init__(description)
         self.retry_after = max(1, int(retry_after))
+        self.cause = cause
 
     def www_authenticate(self, realm: str) -> str | None:
         return None
 
     def headers(self, realm: str) -> list[tuple[str, str]]:
         return [("Retry-After", str(self.retry_after))]
+
+
+class RevocationUnavailable(KeysUnavailable):
+    """The ``is_revoked`` hook raised: whether the token is revoked cannot be known right now.
+
+    A denylist that cannot be read is an outage, like a key server that cannot be reached: 503
+    with ``Retry-After``, never a 401 (the client did nothing wrong) and never a 500. It is a
+    :class:`KeysUnavailable` so that every adapter answers it the same way.
+    """
+
+    default_description = "the token cannot be checked right now, retry shortly"

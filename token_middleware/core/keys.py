@@ -17,17 +17,27 @@ The remote source:
   threads share that one fetch (single-flight);
 * keeps the last good key set when a fetch fails or returns nothing usable;
 * bounds every fetch by ``HTTP_TIMEOUT`` (a whole-response deadline, not only per read) and by
-  a size limit.
+  a size limit;
+* says why it cannot get keys, in operator terms ("connection refused by 127.0.0.1:9 fetching
+  …", "discovery document at … names issuer '…' but ISSUER is '…'"): a WARNING on the
+  ``token_middleware.keys`` logger at the first failure (the start-up prefetch), then at most
+  once per ``JWKS_MIN_REFRESH_SECONDS`` (5 s at least) for the same cause, an INFO line once
+  keys come back, and :attr:`KeysUnavailable.cause`. Values taken from a remote document are
+  quoted and shortened before they are logged; the cause never reaches HTTP clients.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import re
+import socket
+import ssl
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -246,7 +256,16 @@ class StaticKeySource:
 
 
 class FetchError(Exception):
-    """A key or discovery document could not be fetched or parsed (logged, never shown)."""
+    """A key or discovery document could not be fetched or parsed.
+
+    The message is the cause in operator terms, naming the URL (for logs and
+    :attr:`KeysUnavailable.cause`); it is never sent to HTTP clients. ``status`` is the HTTP
+    status when the server answered with one other than 200.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _max_age(cache_control: str | None) -> int | None:
@@ -264,35 +283,75 @@ def _max_age(cache_control: str | None) -> int | None:
     return None
 
 
+def _shown(value: Any, limit: int = 120) -> str:
+    """A value from a remote document, quoted and shortened: safe to put in a log line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _host_port(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "?"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _network_cause(exc: BaseException, url: str, timeout: float) -> str:
+    """Why a fetch of ``url`` failed, from the exception urllib or the socket raised."""
+    reason: Any = getattr(exc, "reason", exc)  # URLError wraps the socket's error
+    where = _host_port(url)
+    if isinstance(reason, TimeoutError):
+        return f"timed out after {timeout:g} s fetching {url}"
+    if isinstance(reason, ConnectionRefusedError):
+        return f"connection refused by {where} fetching {url}"
+    if isinstance(reason, socket.gaierror):
+        return f"cannot resolve the host of {url} ({reason.strerror or reason})"
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return f"TLS certificate of {where} not trusted ({reason.verify_message}) fetching {url}"
+    if isinstance(reason, (http.client.HTTPException, ConnectionResetError)):
+        return f"{where} closed the connection or did not answer HTTP fetching {url}"
+    text = (reason.strerror if isinstance(reason, OSError) else None) or str(reason) or type(reason).__name__
+    return f"cannot fetch {url}: {text}"
+
+
 def http_get_json(url: str, timeout: float, max_bytes: int = MAX_JWKS_BYTES) -> tuple[Any, str | None]:
-    """GET ``url`` and parse JSON, within ``timeout`` seconds overall. Returns (document, Cache-Control)."""
+    """GET ``url`` and parse JSON, within ``timeout`` seconds overall. Returns (document, Cache-Control).
+
+    Raises :class:`FetchError` naming the cause and the URL.
+    """
     deadline = time.monotonic() + timeout
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "token-middleware"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (configured URL)
             if response.status != 200:
-                raise FetchError(f"HTTP {response.status}")
+                raise FetchError(f"HTTP {response.status} from {url}", status=response.status)
             chunks: list[bytes] = []
             size = 0
             while True:
                 if time.monotonic() > deadline:
-                    raise FetchError("timed out")
+                    raise FetchError(f"timed out after {timeout:g} s fetching {url}")
                 chunk = response.read1(16384)
                 if not chunk:
                     break
                 size += len(chunk)
                 if size > max_bytes:
-                    raise FetchError("response too large")
+                    raise FetchError(f"the response from {url} is larger than {max_bytes // 1024} KiB")
                 chunks.append(chunk)
             cache_control = response.headers.get("Cache-Control")
+            content_type = response.headers.get("Content-Type") or ""
     except urllib.error.HTTPError as exc:
-        raise FetchError(f"HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise FetchError(str(getattr(exc, "reason", exc)) or type(exc).__name__) from None
+        exc.close()
+        raise FetchError(f"HTTP {exc.code} from {url}", status=exc.code) from None
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError is an OSError
+        raise FetchError(_network_cause(exc, url, timeout)) from None
     try:
         return json.loads(b"".join(chunks)), cache_control
     except (ValueError, RecursionError):
-        raise FetchError("response is not JSON") from None
+        served = f" (Content-Type {_shown(content_type, 60)})" if "json" not in content_type.lower() else ""
+        raise FetchError(f"the response from {url} is not JSON{served}") from None
 
 
 Fetcher = Callable[[str, float], "tuple[Any, str | None]"]
@@ -307,7 +366,13 @@ class _State:
 
 
 class RemoteKeySource:
-    """A JWKS fetched over HTTP(S), from ``jwks_url`` or discovered from ``issuer``."""
+    """A JWKS fetched over HTTP(S), from ``jwks_url`` or discovered from ``issuer``.
+
+    A failed fetch is logged at WARNING on ``token_middleware.keys`` with its cause
+    (:attr:`last_error`): the first time, when the cause changes, and then at most once per
+    :attr:`warning_interval` for the same cause (repeats go to DEBUG). The first fetch that
+    succeeds after failures is logged at INFO. :class:`KeysUnavailable` carries the cause too.
+    """
 
     def __init__(
         self,
@@ -334,7 +399,12 @@ class RemoteKeySource:
         self._state: _State | None = None
         self._lock = threading.Lock()
         self._last_attempt: float | None = None
-        self._last_failure: float | None = None
+        #: Why the last fetch failed, in operator terms; ``None`` once a fetch succeeds.
+        self.last_error: str | None = None
+        #: Least time between two WARNING lines for the same cause.
+        self.warning_interval = max(5, min_refresh_seconds)
+        self._failures = 0  # failed fetches since keys were last obtained
+        self._warned: dict[str, float] = {}  # cause -> when it was last logged at WARNING
         #: Number of HTTP fetches of the key set (successful or not): for tests and benchmarks.
         self.fetch_count = 0
 
@@ -353,7 +423,7 @@ class RemoteKeySource:
         if state is None:
             state = self._refresh(now, force=False)
             if state is None:
-                raise KeysUnavailable(retry_after=self.retry_after)
+                raise KeysUnavailable(retry_after=self.retry_after, cause=self.last_error)
         elif now >= state.fresh_until:
             # Stale: one thread refreshes, the others go on with the set they have.
             if self._lock.acquire(blocking=False):
@@ -412,13 +482,18 @@ class RemoteKeySource:
         try:
             url = self.jwks_url or self._discover()
             document, cache_control = self._fetch(url, self.timeout)
-            keyset = KeySet.from_jwks(document, self.algorithms, self.keyset)
+            try:
+                keyset = KeySet.from_jwks(document, self.algorithms, self.keyset)
+            except ValueError as exc:
+                raise FetchError(f"the document at {url} is not a JWKS ({exc})") from None
             if not keyset:
-                raise FetchError("the key set has no key usable with the allowed algorithms")
+                listed = _listed_keys(document)
+                raise FetchError(
+                    f"the JWKS at {url} has no usable key for algorithms {', '.join(self.algorithms)}"
+                    f" ({listed or 'it lists no keys'})" + (": check ALGORITHMS" if listed else "")
+                )
         except (FetchError, ValueError) as exc:
-            self._last_failure = now
-            log.warning("fetching keys failed (%s); %s", exc,
-                        "keeping the last good key set" if self._state else "no keys yet")
+            self._report_failure(str(exc) or type(exc).__name__, now)
             return self._state
         ttl = self.cache_seconds
         max_age = _max_age(cache_control)
@@ -427,21 +502,80 @@ class RemoteKeySource:
         state = _State(keyset, self._clock() + ttl)
         previous = self._state
         self._state = state
-        if previous is None or previous.keyset.kids != keyset.kids:
+        if self._failures:
+            log.info("token signing keys available again from %s after %d failed fetch(es): kids=%s",
+                     url, self._failures, sorted(keyset.kids))
+            self._failures, self.last_error = 0, None
+            self._warned.clear()
+        elif previous is None or previous.keyset.kids != keyset.kids:
             log.info("key set loaded: kids=%s", sorted(keyset.kids))
         return state
+
+    def _report_failure(self, cause: str, now: float) -> None:
+        """Remember ``cause``; log it at WARNING unless the same cause was logged just now."""
+        self.last_error = cause
+        self._failures += 1
+        last = self._warned.get(cause)
+        if last is not None and now - last < self.warning_interval:
+            log.debug("fetching the token signing keys failed again: %s", cause)
+            return
+        if len(self._warned) >= 16:
+            self._warned.clear()
+        self._warned[cause] = now
+        again = f" ({self._failures} failed fetches in a row)" if self._failures > 1 else ""
+        if self._state is None:
+            log.warning("cannot get the token signing keys%s, requests with a token get 503: %s", again, cause)
+        else:
+            log.warning("cannot refresh the token signing keys%s, keeping the last good key set: %s",
+                        again, cause)
 
     def _discover(self) -> str:
         assert self.issuer is not None
         url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
-        document, _ = self._fetch(url, self.timeout)
+        try:
+            document, _ = self._fetch(url, self.timeout)
+        except FetchError as exc:
+            if exc.status == 404:
+                raise FetchError(f"{exc}: is ISSUER right? Set JWKS_URL if the issuer publishes "
+                                 "no discovery document") from None
+            raise
         if not isinstance(document, Mapping):
-            raise FetchError("discovery document is not a JSON object")
+            raise FetchError(f"discovery document at {url} is not a JSON object")
         # OpenID Connect Discovery 1.0 §4.3: the issuer in the document MUST match.
-        if document.get("issuer") != self.issuer:
-            raise FetchError("discovery document names a different issuer")
+        named = document.get("issuer")
+        if named != self.issuer:
+            slash = (" (they differ only by a trailing slash)"
+                     if isinstance(named, str) and named.rstrip("/") == self.issuer.rstrip("/") else "")
+            raise FetchError(f"discovery document at {url} names issuer {_shown(named)} but ISSUER is "
+                             f"{self.issuer!r}{slash}: set ISSUER to exactly the issuer the document names")
         jwks_uri = document.get("jwks_uri")
-        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
-            raise FetchError("discovery document has no usable jwks_uri")
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")) \
+                or len(jwks_uri) > 2048 or not jwks_uri.isprintable() or " " in jwks_uri:
+            got = f" (it names {_shown(jwks_uri)})" if jwks_uri is not None else ""
+            raise FetchError(f"discovery document at {url} has no usable jwks_uri{got}")
         self.jwks_url = jwks_uri
         return jwks_uri
+
+
+def _word(value: Any) -> str:
+    """A short printable word from a remote document (a JWK's ``kty``, ``crv``, …)."""
+    return "".join(ch for ch in str(value)[:20] if ch.isprintable() and not ch.isspace()) or "?"
+
+
+def _listed_keys(document: Any) -> str:
+    """What a JWKS lists, in a few words ("it lists 2 keys: EC P-384, oct use enc"); "" if none."""
+    entries = document.get("keys") if isinstance(document, Mapping) and "keys" in document else [document]
+    if not isinstance(entries, list) or not entries:
+        return ""
+    kinds = []
+    for jwk in entries[:5]:
+        if not isinstance(jwk, Mapping):
+            kinds.append("not a JWK")
+            continue
+        words = [_word(jwk.get("kty", "no kty"))]
+        words += [_word(jwk[k]) for k in ("crv", "alg") if isinstance(jwk.get(k), str)]
+        if jwk.get("use", "sig") != "sig":
+            words.append(f"use {_word(jwk.get('use'))}")
+        kinds.append(" ".join(words))
+    more = ", ..." if len(entries) > 5 else ""
+    return f"it lists {len(entries)} key{'s' if len(entries) != 1 else ''}: {', '.join(kinds)}{more}"

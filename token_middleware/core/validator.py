@@ -10,8 +10,10 @@ Not trusted: every byte of the token. The checks, in order (RFC 7519, RFC 8725, 
    ``ACCEPTED_TYPES`` (compared case-insensitively); ``alg`` must be in ``ALGORITHMS`` (``none``
    never is) and is matched against the key's type; ``kid``, when present, must be a string.
    ``jku``, ``x5u``, ``jwk`` and ``x5c`` are ignored: keys come only from configuration;
-4. signature: checked with the key selected by ``kid`` and ``alg`` before the payload is even
-   decoded;
+4. signature: checked with the key selected by ``kid`` and ``alg``. Just before, the payload is
+   decoded (strictly, not trusted yet): an ``iss`` present and not in ``ISSUER`` is refused as
+   :class:`InvalidIssuer` with no key lookup, so a foreign issuer's token never costs a JWKS
+   refetch. The unverified ``iss`` only ever chooses between two refusals;
 5. claims: ``REQUIRED_CLAIMS`` present; ``iss`` exactly one of ``ISSUER``; ``aud`` (a string or
    an array of strings) contains ``AUDIENCE``; ``exp``, ``nbf`` and ``iat`` are finite JSON
    numbers (not strings, not booleans) checked with ``LEEWAY``, and ``iat`` is not in the
@@ -21,6 +23,10 @@ Not trusted: every byte of the token. The checks, in order (RFC 7519, RFC 8725, 
 The header and claim checks are named :class:`Step` objects (``header_steps``, ``claim_steps``):
 :meth:`TokenValidator.validate` runs them and :meth:`TokenValidator.explain` walks the very same
 list, adding words, so the two can never disagree about what is checked.
+
+Extension points (:mod:`token_middleware.core.hooks`, the deployer's own code): ``claim_checks``
+are appended to ``claim_steps`` (``claim check: <qualname>``); ``is_revoked`` is asked on every
+acceptance, verified-cache hits included. Both can only refuse.
 
 A verified token is cached (bounded LRU) by its exact string, until its ``exp`` and only while
 the key that verified it is still in the key set. The strict base64url decoder rejects
@@ -35,7 +41,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -54,12 +60,14 @@ from .errors import (
     InvalidSignature,
     InvalidType,
     IssuedInFuture,
+    KeysUnavailable,
     MalformedToken,
     MissingClaim,
     NotYetValid,
     TokenTooLarge,
     UnsupportedSerialization,
 )
+from .hooks import ClaimCheck, Hooks, RevocationCheck, hook_name
 from .keys import KeySource, RemoteKeySource, StaticKeySource, VerificationKey, load_key_file
 from .scopes import parse_scopes
 from .settings import Settings
@@ -105,6 +113,14 @@ def _is_number(value: Any) -> bool:
     if type(value) is int:
         return -_MAX_TIME <= value <= _MAX_TIME
     return type(value) is float and math.isfinite(value) and -_MAX_TIME <= value <= _MAX_TIME
+
+
+def _operator_words(exc: BearerError, context: str) -> str:
+    """What :meth:`TokenValidator.explain` says of a refusal: for missing keys the operator's
+    cause ("connection refused by …"), not the client's "retry shortly"."""
+    if isinstance(exc, KeysUnavailable) and exc.cause:
+        return f"the token signing keys are unavailable ({exc.cause})"
+    return exc.description + (f" ({context})" if context else "")
 
 
 class Parsed(NamedTuple):
@@ -166,6 +182,9 @@ class TokenValidator:
 
     ``keys`` overrides the key source built from the settings (a static file, the JWKS URL, or
     one discovered JWKS per trusted issuer). ``cache_size=0`` disables the verified-token cache.
+    ``is_revoked(token) -> bool`` and ``claim_checks`` (functions of the verified claims) can
+    only refuse a token; see :mod:`token_middleware.core.hooks`. Both are checked here, at
+    start-up (:class:`ConfigurationError`), and fixed for the life of the validator.
 
     .. warning:: The accepted algorithms are always ``settings.algorithms``; the token's ``alg``
        header only selects among them (RFC 8725 §2.1, §3.1).
@@ -178,10 +197,14 @@ class TokenValidator:
         *,
         cache_size: int = 4096,
         clock: Callable[[], float] = time.time,
+        is_revoked: RevocationCheck | None = None,
+        claim_checks: Sequence[ClaimCheck] = (),
     ) -> None:
         self.settings = settings
         self.cache_size = cache_size
         self._clock = clock
+        self._hooks = Hooks(is_revoked, claim_checks)
+        self._is_revoked = self._hooks.is_revoked  # read on the hot path: None costs one compare
         self._sources: dict[str, KeySource]
         if keys is not None:
             self._sources = {iss: keys for iss in settings.issuers}
@@ -217,6 +240,8 @@ class TokenValidator:
             Step("expiry", self._check_exp, lambda c, now: self._describe_time("exp", c, now)),
             Step("not before", self._check_nbf, lambda c, now: self._describe_time("nbf", c, now)),
             Step("issued at", self._check_iat, lambda c, now: self._describe_time("iat", c, now)),
+            *(Step(f"claim check: {hook_name(check)}", self._hooks.claim_step(check), lambda c, now: ("passed", ""))
+              for check in self._hooks.claim_checks),
         )
         self._header_checks = tuple(step.check for step in self.header_steps)
         self._claim_checks = tuple(step.check for step in self.claim_steps)
@@ -225,14 +250,27 @@ class TokenValidator:
     def key_sources(self) -> tuple[KeySource, ...]:
         return tuple({id(s): s for s in self._sources.values()}.values())
 
+    @property
+    def is_revoked(self) -> RevocationCheck | None:
+        """The revocation hook this validator asks on every acceptance, or ``None``."""
+        return self._is_revoked
+
+    @property
+    def claim_checks(self) -> tuple[ClaimCheck, ...]:
+        """The extra claim checks, run after the built-in ones (the last ``claim_steps``)."""
+        return self._hooks.claim_checks
+
     # -- public API -------------------------------------------------------------------------
 
     def cached(self, authorization: str | None) -> AccessToken | None:
         """The token of an ``Authorization`` header when it is verified, cached and still fresh.
 
         No parsing and no I/O (an async adapter may call it on the event loop); ``None`` means
-        "ask :meth:`authenticate`", never "refused".
+        "ask :meth:`authenticate`", never "refused". With an ``is_revoked`` hook it is always
+        ``None``: the hook may do I/O, so it is asked in :meth:`authenticate`, on every hit.
         """
+        if self._is_revoked is not None:
+            return None
         if authorization is not None and authorization[:7] == "Bearer " and not self.settings.allow_query_token:
             # A string that is in the verified cache is a well-formed b64token.
             entry = self._cache.get(authorization[7:])
@@ -252,7 +290,8 @@ class TokenValidator:
         """Validate ``raw`` and return the :class:`AccessToken`.
 
         Raises an :class:`~token_middleware.core.errors.InvalidToken` subclass, or
-        :class:`~token_middleware.core.errors.KeysUnavailable` when no keys can be had.
+        :class:`~token_middleware.core.errors.KeysUnavailable` when no keys can be had (or
+        its subclass ``RevocationUnavailable`` when the ``is_revoked`` hook fails).
         """
         if isinstance(raw, bytes):
             if len(raw) > self.settings.max_token_bytes:
@@ -273,6 +312,8 @@ class TokenValidator:
                 with self._cache_lock:
                     if raw in self._cache:
                         self._cache.move_to_end(raw)
+                if self._is_revoked is not None:
+                    self._hooks.check_revoked(entry.token)
                 return entry.token
             self._evict(raw)
 
@@ -282,7 +323,10 @@ class TokenValidator:
             check(claims, now)
         token = self._build(raw, claims, parsed.header)
         if self.cache_size:
+            # Cached even if revoked: a replayed revoked token then costs a hit, not a verify.
             self._remember(raw, token, key, claims)
+        if self._is_revoked is not None:
+            self._hooks.check_revoked(token)
         return token
 
     def prefetch(self, background: bool = True) -> None:
@@ -306,7 +350,7 @@ class TokenValidator:
             try:
                 result = fn()
             except BearerError as exc:
-                checks.append(Check(name, False, exc.description + (f" ({context})" if context else "")))
+                checks.append(Check(name, False, _operator_words(exc, context)))
                 return None
             checks.append(Check(name, True, ok))
             return result if result is not None else True
@@ -327,12 +371,18 @@ class TokenValidator:
             checks.append(Check("embedded keys", None, f"ignored, keys come only from configuration: {', '.join(ignored)}"))
         header_ok = all(c.passed is not False for c in checks)
         verified = None
-        if header_ok:
-            verified = run("signature", lambda: self._verify(parsed),
-                           f"verified with the configured key kid={header.get('kid')!r}",
-                           f"kid={header.get('kid')!r}, alg={header.get('alg')}")
-        else:
+        if not header_ok:
             checks.append(Check("signature", None, "not checked: the header was refused"))
+        else:
+            try:
+                verified = self._verify(parsed)
+            except InvalidIssuer:
+                checks.append(Check("signature", None, "not checked: the iss is not a trusted issuer (below)"))
+            except BearerError as exc:
+                context = f"kid={header.get('kid')!r}, alg={header.get('alg')}"
+                checks.append(Check("signature", False, _operator_words(exc, context)))
+            else:
+                checks.append(Check("signature", True, f"verified with the configured key kid={header.get('kid')!r}"))
         if verified:
             claims = verified[0]
         else:
@@ -346,6 +396,13 @@ class TokenValidator:
         for step in self.claim_steps:
             ok, context = step.describe(claims, now)
             run(step.name, lambda step=step: step.check(claims, now), ok, context)  # type: ignore[misc]
+        if self._is_revoked is not None:
+            if verified:
+                token = self._build(raw, claims, header)
+                run("revocation", lambda: self._hooks.check_revoked(token),
+                    f"{hook_name(self._is_revoked)} says it is not revoked")
+            else:
+                checks.append(Check("revocation", None, "not checked: the signature was not verified"))
         return checks
 
     # -- words for explain() ----------------------------------------------------------------
@@ -410,19 +467,23 @@ class TokenValidator:
         if not signature_segment:
             raise InvalidSignature("the token is not signed")
         header = checked_headers.get(header_segment) if checked_headers is not None else None
-        try:
-            signature = b64url.decode(signature_segment)
-            if header is None:
-                header_bytes = b64url.decode(header_segment)
-        except ValueError:
-            raise MalformedToken("the token is not canonical base64url") from None
         if header is None:
+            try:
+                header_bytes = b64url.decode(header_segment)
+            except ValueError:
+                raise MalformedToken("the token header is not valid base64url") from None
             header = _json_object(header_bytes, "header")
             if checked_headers is not None:
                 self.check_header(header)
                 if len(checked_headers) >= _HEADER_CACHE_SIZE:
                     checked_headers.clear()
                 checked_headers[header_segment] = header
+        try:
+            signature = b64url.decode(signature_segment)
+        except ValueError:
+            # A tampered last character often leaves non-canonical trailing bits: to the client
+            # that is a signature that does not verify, whatever the strict decoder's reason.
+            raise InvalidSignature() from None
         return Parsed(header, raw[: raw.rindex(".")].encode("ascii"), payload_segment, signature)
 
     def check_header(self, header: Mapping[str, Any]) -> None:
@@ -462,19 +523,21 @@ class TokenValidator:
     def _verify(self, parsed: Parsed) -> tuple[dict[str, Any], VerificationKey]:
         header = parsed.header
         alg: str = header["alg"]
-        if self._single_source is not None:
-            source = self._single_source
-            claims = None
-        else:
-            # Several issuers with their own keys: the unverified iss only picks the key source.
-            claims = self._decode_payload(parsed)
-            iss = claims.get("iss")
+        # Not trusted yet: the unverified iss may only turn one refusal into another. A foreign
+        # issuer is refused before any key lookup (no refetch for its unknown kid); an absent or
+        # null iss is left to the claim steps. Several issuers: it also picks the key source.
+        claims = self._decode_payload(parsed)
+        iss = claims.get("iss")
+        source = self._single_source
+        if source is None:
             if not isinstance(iss, str) or iss not in self._issuers:
                 raise InvalidIssuer(claim="iss")
             source = self._sources[iss]
+        elif iss is not None and (not isinstance(iss, str) or iss not in self._issuers):
+            raise InvalidIssuer(claim="iss")
         for key in source.find(header.get("kid"), alg):
             if _jose.verify(key.key, parsed.signing_input, parsed.signature):
-                return (claims if claims is not None else self._decode_payload(parsed)), key
+                return claims, key
         raise InvalidSignature()
 
     @staticmethod
@@ -482,7 +545,7 @@ class TokenValidator:
         try:
             payload = b64url.decode(parsed.payload_segment)
         except ValueError:
-            raise MalformedToken("the token is not canonical base64url") from None
+            raise MalformedToken("the token payload is not valid base64url") from None
         return _json_object(payload, "payload")
 
     def _check_required(self, claims: dict[str, Any], now: float) -> None:

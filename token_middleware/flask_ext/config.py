@@ -16,8 +16,13 @@ from flask import Flask, current_app
 from ..core.runtime import Runtime
 from ..core.settings import PREFIX, Settings
 
-#: The key of this extension in ``app.extensions``.
+#: The key of this extension's state (a :class:`~token_middleware.core.runtime.Runtime`) in
+#: ``app.extensions``.
 EXTENSION_KEY = "token_middleware"
+
+#: The key of the :class:`~token_middleware.flask_ext.TokenAuth` object itself, for the hooks
+#: registered on it after ``init_app`` (``@auth.user_loader``).
+AUTH_KEY = "token_middleware.auth"
 
 #: The prefix of every ``app.config`` key this extension reads.
 CONFIG_PREFIX = PREFIX

@@ -11,6 +11,10 @@ called through ``current_app.ensure_sync``.
     @app.get("/orders")
     @require_scopes("orders:read")
     def list_orders(): ...
+
+    @app.delete("/orders/<int:order_id>")
+    @require_scopes(["orders:read", "orders:write"], ["admin"])   # both orders scopes, or admin
+    def delete_order(order_id): ...
 """
 
 from __future__ import annotations
