@@ -1,10 +1,12 @@
 """The README's Flask, Django, DRF and "Testing your views" sections work as written.
 
-The code blocks are taken from README.md (each starts with a ``# <file name>`` comment), written
-into a fresh project directory and run with pytest in a subprocess, so the project's own
+The code blocks are taken from README.md (each ``python`` or ``ini`` block that starts a line
+and opens with a ``# <file name>`` comment; indented blocks inside lists are illustrations),
+written into a fresh project directory and run with pytest in a subprocess, so the project's own
 settings and already-configured frameworks cannot help them. The README's own test files run
-through the token_middleware pytest plugin; a small harness test adds the requests the README
-tests do not make.
+through the token_middleware pytest plugin (and, for Django, pytest-django configured by the
+README's ``pytest.ini``, nothing else); a small harness test adds the requests the README tests
+do not make.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+_BLOCK = re.compile(r"^```(?:python|ini)\n(.*?)^```", re.S | re.M)
 
 
 def section_files(name: str) -> dict[str, str]:
@@ -77,8 +79,10 @@ def test_flask_and_testing_sections(tmp_path: Path) -> None:
 
 
 DJANGO_BASE_SETTINGS = '''
+# What `django-admin startproject` writes, less the database (the README's views use none).
 SECRET_KEY = "readme"
-ALLOWED_HOSTS = ["testserver"]
+DEBUG = False
+ALLOWED_HOSTS = []
 ROOT_URLCONF = "customers.urls"
 DATABASES = {}
 USE_TZ = True
@@ -88,15 +92,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
 ]
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
-'''
-
-DJANGO_CONFTEST = '''
-import os
-
-import django
-
-os.environ["DJANGO_SETTINGS_MODULE"] = "settings"
-django.setup()
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
 '''
 
 DJANGO_HARNESS = '''
@@ -131,32 +133,47 @@ def test_other_readme_views(make_token):
     assert client.get("/customers/7/notes").headers["WWW-Authenticate"] == 'Bearer realm="customers-service"'
 
 
-@pytest.mark.skipif(importlib.util.find_spec("rest_framework") is None, reason="needs DRF")
-def test_readme_drf_view(make_token):
+def test_readme_drf_views(make_token):
     client = Client()
     token = make_token(sub="alice", scopes=["customers:read"], audience="customers-service")
     assert client.get("/api/customers/7", headers=bearer(token)).json() == {"id": 7, "sub": "alice", "user": "alice"}
     assert client.get("/api/customers/7").headers["WWW-Authenticate"] == 'Bearer realm="customers-service"'
     denied = client.get("/api/customers/7", headers=bearer(make_token(audience="customers-service")))
     assert denied.status_code == 403
-    assert 'error="insufficient_scope"' in denied.headers["WWW-Authenticate"]
+    assert denied.headers["WWW-Authenticate"].endswith('error="insufficient_scope", '
+                                                       'error_description="required scope: customers:read", '
+                                                       'scope="customers:read"')
+    admin = make_token(scopes=["customers:admin"], audience="customers-service")
+    assert client.get("/api/customers/7/admin", headers=bearer(admin)).status_code == 200
+    composed = client.get("/api/customers/7/admin", headers=bearer(token))
+    assert composed.status_code == 403 and "WWW-Authenticate" not in composed.headers
+
+
+def test_readme_drf_view_in_a_browser(make_token):
+    token = make_token(scopes=["customers:read"], audience="customers-service")
+    page = Client().get("/api/customers/7", headers={**bearer(token), "Accept": "text/html"})
+    assert page.status_code == 200 and page["Content-Type"].startswith("text/html")
+    assert b"Customer Api" in page.content  # DRF's browsable API, from rest_framework's templates
 '''
 
 
 @pytest.mark.skipif(importlib.util.find_spec("django") is None, reason="needs Django")
 @pytest.mark.skipif(importlib.util.find_spec("rest_framework") is None, reason="needs DRF")
+@pytest.mark.skipif(importlib.util.find_spec("pytest_django") is None, reason="the README's Django tests use pytest-django")
 def test_django_drf_and_testing_sections(tmp_path: Path) -> None:
     django = section_files("django")
     drf = section_files("drf")
     testing = section_files("testing")
-    (tmp_path / "settings.py").write_text(DJANGO_BASE_SETTINGS + django["settings.py"])
+    assert set(django) == {"settings.py", "customers/views.py", "customers/urls.py"}
+    assert set(drf) == {"settings.py", "customers/api.py", "customers/urls.py"}
+    (tmp_path / "settings.py").write_text(DJANGO_BASE_SETTINGS + django["settings.py"] + drf["settings.py"])
     package = tmp_path / "customers"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "views.py").write_text(django["customers/views.py"])
     (package / "urls.py").write_text(django["customers/urls.py"] + "\n" + drf["customers/urls.py"])
     (package / "api.py").write_text(drf["customers/api.py"])
-    (tmp_path / "conftest.py").write_text(DJANGO_CONFTEST)
+    (tmp_path / "pytest.ini").write_text(testing["pytest.ini"])
     (tmp_path / "test_customers.py").write_text(testing["test_customers.py"])
     (tmp_path / "test_harness.py").write_text(textwrap.dedent(DJANGO_HARNESS))
     run_pytest(tmp_path)

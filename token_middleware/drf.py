@@ -1,29 +1,36 @@
-"""Django REST framework: ``BearerTokenAuthentication`` and the ``HasScopes`` permissions.
+"""Django REST framework: ``BearerTokenAuthentication``, the ``HasScopes`` permissions, an exception handler.
 
 Trusted: the ``TOKEN_MIDDLEWARE`` settings (through the ``token_middleware`` Django app) and the
 keys they point at. ``BearerTokenAuthentication.authenticate`` returns ``None`` unless the
 ``Authorization`` scheme is ``Bearer``, so other authentication classes can try; a bearer token
 is validated (or taken from :class:`~token_middleware.django_ext.middleware.TokenMiddleware`,
-which already did) and gives ``request.user`` = a stateless
-:class:`~token_middleware.django_ext.users.TokenUser` and ``request.auth`` = the
-:class:`~token_middleware.core.token.AccessToken`. Errors keep the RFC 6750 wire format: 400
-``invalid_request``, 401 ``invalid_token`` (or the plain ``Bearer realm="…"`` challenge when no
-credentials were sent), 403 ``insufficient_scope`` with ``scope="…"``, 503 with ``Retry-After``.
+which already did) and gives ``request.auth`` = the
+:class:`~token_middleware.core.token.AccessToken` and ``request.user`` = the token's user (the
+``USER_LOADER``'s, else a stateless :class:`~token_middleware.django_ext.users.TokenUser`).
+Authentication errors keep the RFC 6750 wire format: 400 ``invalid_request``, 401
+``invalid_token`` (or the plain ``Bearer realm="…"`` challenge when no credentials were sent),
+503 with ``Retry-After``. List ``BearerTokenAuthentication`` first in
+``authentication_classes``: DRF takes the 401 challenge from the first class.
 
-List ``BearerTokenAuthentication`` first in ``authentication_classes``: DRF takes the 401
-challenge from the first class. ``HasScopes`` composes (``IsAuthenticated & HasScopes``); it
-raises its 403 itself so the response carries the challenge, so in an ``|`` put it last.
+The permissions are plain DRF booleans: without a token they return ``False`` (DRF answers 401
+with the challenge); with a token lacking the scopes they return ``False`` with ``message`` (the
+RFC 6750 body ``{"error": "insufficient_scope", "error_description": …}``) and ``code``
+``insufficient_scope``, which DRF's ``permission_denied`` turns into the 403. So they compose
+with ``&``, ``|`` and ``~``; DRF's composed permissions carry no message, so a refused
+composition answers DRF's generic 403 ``{"detail": …}``. List permissions
+(``[IsAuthenticated, HasScopes]``) rather than ``&`` them to keep the scope message.
+:func:`exception_handler` (``REST_FRAMEWORK["EXCEPTION_HANDLER"]``) adds
+``WWW-Authenticate: Bearer error="insufficient_scope", scope="…"`` to that 403.
 
     class CustomerView(APIView):
         authentication_classes = [BearerTokenAuthentication]
-        permission_classes = [IsAuthenticated & HasScopes]
-        required_scopes = ["customers:read"]
+        permission_classes = [HasScopes]
+        required_scopes = ["customers:read"]     # or [["customers:read"], ["admin"]]
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework import exceptions
@@ -31,31 +38,38 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from .django_ext.apps import get_runtime
-from .django_ext.users import TokenUser
-from .core.errors import BearerError, InsufficientScope, KeysUnavailable
-from .core.scopes import normalise_required
+from .core.errors import BearerError, ConfigurationError, InsufficientScope, KeysUnavailable
+from .core.scopes import Requirement, ScopeSpec, requirement, satisfies
 from .core.token import AccessToken
+from .django_ext.apps import get_runtime
+from .django_ext.middleware import REQUEST_USER_ATTR
+from .django_ext.users import TokenUser, load_user
+
+if TYPE_CHECKING:  # rest_framework.views imports this module through api_settings: no cycle
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
 
 __all__ = [
     "BearerTokenAuthentication",
     "HasAnyScope",
     "HasScopes",
+    "exception_handler",
     "require_any_scope",
     "require_scopes",
 ]
 
 # Set on the DRF request by authenticate(): the error that authenticate_header() must describe.
 _ERROR_ATTR = "_token_middleware_error"
-_UNSET = object()
+# Set on the DRF request by a scope permission that refused: what the 403 challenge names.
+_DENIED_ATTR = "_token_middleware_denied"
 
 
-class BearerAuthenticationFailed(exceptions.AuthenticationFailed):  # type: ignore[misc]
+class BearerAuthenticationFailed(exceptions.AuthenticationFailed):
     """401 ``invalid_token``; DRF puts ``authenticate_header()`` in ``WWW-Authenticate``."""
 
 
-class BearerAPIException(exceptions.APIException):  # type: ignore[misc]
-    """A non-401 bearer error (400, 403, 503) carrying its own challenge and ``Retry-After``."""
+class BearerAPIException(exceptions.APIException):
+    """A non-401 bearer error (400, 503) carrying its own challenge and ``Retry-After``."""
 
     def __init__(self, error: BearerError, realm: str) -> None:
         super().__init__(detail=error.to_dict(), code=error.error)
@@ -65,45 +79,37 @@ class BearerAPIException(exceptions.APIException):  # type: ignore[misc]
             self.wait = error.retry_after
 
 
-class InsufficientScopeDenied(exceptions.PermissionDenied):  # type: ignore[misc]
-    """403 ``insufficient_scope`` with ``scope="…"`` in ``WWW-Authenticate``."""
-
-    def __init__(self, error: InsufficientScope, realm: str) -> None:
-        super().__init__(detail=error.to_dict(), code=error.error)
-        self.auth_header = error.www_authenticate(realm)
-
-
 def _to_drf(error: BearerError, realm: str) -> exceptions.APIException:
     if error.status_code == 401:
-        exc = BearerAuthenticationFailed(detail=error.to_dict(), code=error.error)
-        return exc
+        return BearerAuthenticationFailed(detail=error.to_dict(), code=error.error)
     return BearerAPIException(error, realm)
 
 
-class BearerTokenAuthentication(BaseAuthentication):  # type: ignore[misc]
+class BearerTokenAuthentication(BaseAuthentication):
     """RFC 6750 bearer tokens for DRF: ``request.auth`` is the ``AccessToken``."""
 
     keyword = "Bearer"
 
-    def authenticate(self, request: Request) -> tuple[TokenUser, AccessToken] | None:
+    def authenticate(self, request: Request) -> tuple[Any, AccessToken] | None:
         authorization: str | None = request.META.get("HTTP_AUTHORIZATION")
         scheme = (authorization or "").strip(" \t").split(" ", 1)[0].split("\t", 1)[0]
         if scheme.lower() != self.keyword.lower():
             return None  # not ours: let other authentication classes try
         django_request = request._request
-        token: Any = getattr(django_request, "access_token", _UNSET)
-        if token is _UNSET or token is None:
-            runtime = get_runtime()
-            try:
-                token = runtime.validator.authenticate(
-                    authorization, request.META.get("QUERY_STRING", "")
-                )
-            except BearerError as err:
-                setattr(request, _ERROR_ATTR, err)
-                raise _to_drf(err, runtime.realm) from None
+        token: AccessToken | None = getattr(django_request, "access_token", None)
+        if token is not None:  # TokenMiddleware validated it and loaded its user
+            user = getattr(django_request, REQUEST_USER_ATTR, None)
+            return (TokenUser(token) if user is None else user), token
+        runtime = get_runtime()
+        try:
+            token = runtime.validator.authenticate(authorization, request.META.get("QUERY_STRING", ""))
             if token is None:
                 return None
-        return TokenUser(token), token
+            user = load_user(runtime.user_loader, token)
+        except BearerError as err:
+            setattr(request, _ERROR_ATTR, err)
+            raise _to_drf(err, runtime.realm) from None
+        return user, token
 
     def authenticate_header(self, request: Request) -> str:
         realm = get_runtime().realm
@@ -112,35 +118,43 @@ class BearerTokenAuthentication(BaseAuthentication):  # type: ignore[misc]
         return challenge or f'Bearer realm="{realm}"'
 
 
-class HasScopes(BasePermission):  # type: ignore[misc]
-    """Allow requests whose ``request.auth`` token has every one of ``view.required_scopes``.
+class HasScopes(BasePermission):
+    """Allow requests whose ``request.auth`` token satisfies ``view.required_scopes``.
 
-    No token: ``False`` (DRF answers 401 with the challenge). A token lacking scopes: raises
-    the 403 ``insufficient_scope`` response with ``scope="…"``.
+    ``required_scopes`` are all required (``["a", "b"]``); a list of lists is "any of all of"
+    (``[["a", "b"], ["admin"]]``). No token: ``False``. A token lacking the scopes: ``False``
+    with :attr:`message` and :attr:`code` set for DRF's 403.
     """
 
     any_of = False
+    message: dict[str, str] | None = None
+    code: str | None = None
 
-    def required(self, view: Any) -> tuple[str, ...]:
-        scopes: Sequence[str] | None = getattr(view, "required_scopes", None)
+    def required(self, view: APIView) -> Requirement:
+        """The requirement this permission enforces on ``view``."""
+        scopes: list[ScopeSpec] | None = getattr(view, "required_scopes", None)
         if scopes is None:
             raise ImproperlyConfigured(
                 f"{type(self).__name__} needs required_scopes on {type(view).__name__}, "
                 'e.g. required_scopes = ["orders:read"]'
             )
-        return normalise_required(scopes)
+        try:
+            return requirement(scopes, any_of=self.any_of)
+        except ConfigurationError as err:
+            raise ImproperlyConfigured(f"{type(view).__name__}.required_scopes: {err}") from None
 
-    def has_permission(self, request: Request, view: Any) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         token = request.auth
         if not isinstance(token, AccessToken):
-            return False
+            return False  # DRF answers 401 with the authentication class's challenge
         wanted = self.required(view)
-        ok = token.has_any_scope(*wanted) if self.any_of else token.has_scopes(*wanted)
-        if not ok and wanted:
-            raise InsufficientScopeDenied(
-                InsufficientScope(wanted, any_of=self.any_of), get_runtime().realm
-            )
-        return True
+        if satisfies(token, wanted):
+            return True
+        error = InsufficientScope.for_requirement(wanted)
+        self.message = error.to_dict()
+        self.code = error.error
+        setattr(request, _DENIED_ATTR, error)
+        return False
 
 
 class HasAnyScope(HasScopes):
@@ -149,25 +163,50 @@ class HasAnyScope(HasScopes):
     any_of = True
 
 
-def require_scopes(*scopes: str) -> type[HasScopes]:
-    """A permission class requiring all of ``scopes``: ``permission_classes = [require_scopes("a")]``."""
-    fixed = normalise_required(scopes)
+def _fixed(base: type[HasScopes], name: str, fixed: Requirement) -> type[HasScopes]:
+    def required(self: HasScopes, view: APIView) -> Requirement:
+        return fixed
 
-    class RequireScopes(HasScopes):
-        def required(self, view: Any) -> tuple[str, ...]:
-            return fixed
+    label = " | ".join(" ".join(group) for group in fixed)
+    return cast("type[HasScopes]", type(f"{name}({label})", (base,), {"required": required, "__module__": __name__}))
 
-    RequireScopes.__name__ = RequireScopes.__qualname__ = f"require_scopes{fixed!r}"
-    return RequireScopes
+
+def require_scopes(*scopes: ScopeSpec) -> type[HasScopes]:
+    """A permission class requiring all of ``scopes`` (lists are alternatives).
+
+    ``permission_classes = [require_scopes("a", "b")]``, or
+    ``[require_scopes(["a", "b"], ["admin"])]`` for "a and b, or admin". Invalid scopes raise
+    :class:`~token_middleware.core.errors.ConfigurationError` at import time.
+    """
+    return _fixed(HasScopes, "require_scopes", requirement(scopes))
 
 
 def require_any_scope(*scopes: str) -> type[HasScopes]:
     """A permission class requiring one of ``scopes``."""
-    fixed = normalise_required(scopes)
+    return _fixed(HasAnyScope, "require_any_scope", requirement(scopes, any_of=True))
 
-    class RequireAnyScope(HasAnyScope):
-        def required(self, view: Any) -> tuple[str, ...]:
-            return fixed
 
-    RequireAnyScope.__name__ = RequireAnyScope.__qualname__ = f"require_any_scope{fixed!r}"
-    return RequireAnyScope
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's exception handler, plus the RFC 6750 challenge on a scope permission's 403.
+
+    ``REST_FRAMEWORK = {"EXCEPTION_HANDLER": "token_middleware.drf.exception_handler"}``. The
+    challenge (``Bearer realm="…", error="insufficient_scope", …, scope="…"``) is added only when
+    the 403 carries the message of a refusing :class:`HasScopes`: a lone or listed one, not a
+    composition, nor a ``PermissionDenied`` the view raised itself.
+    """
+    from rest_framework.views import exception_handler as drf_exception_handler
+
+    response = drf_exception_handler(exc, context)
+    denied = getattr(context.get("request"), _DENIED_ATTR, None)
+    if (
+        response is not None
+        and isinstance(exc, exceptions.PermissionDenied)
+        and isinstance(denied, InsufficientScope)
+        and isinstance(exc.detail, dict)
+        and exc.detail.get("error") == denied.error
+        and not response.has_header("WWW-Authenticate")
+    ):
+        challenge = denied.www_authenticate(get_runtime().realm)
+        if challenge:
+            response["WWW-Authenticate"] = challenge
+    return response

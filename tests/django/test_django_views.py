@@ -9,6 +9,7 @@ import pytest
 from django.test import override_settings
 
 from token_middleware.core.context import get_current_token
+from token_middleware.core.errors import ExpiredToken, InvalidAudience, InvalidIssuer
 from token_middleware.testing import bearer
 
 REALM = 'Bearer realm="customers-service"'
@@ -52,11 +53,11 @@ def wire_cases() -> list[Any]:
             ("two-tokens", "Bearer abc def", 400,
              challenge("invalid_request", "exactly one bearer token is allowed")),
             ("expired", {"scopes": enough, "expired": True}, 401,
-             challenge("invalid_token", "the access token has expired")),
+             challenge("invalid_token", ExpiredToken.default_description)),
             ("wrong-audience", {"scopes": enough, "audience": "other"}, 401,
-             challenge("invalid_token", "the token is not meant for this service")),
+             challenge("invalid_token", InvalidAudience.default_description)),
             ("wrong-issuer", {"scopes": enough, "issuer": "https://evil.test"}, 401,
-             challenge("invalid_token", "the token issuer is not trusted")),
+             challenge("invalid_token", InvalidIssuer.default_description)),
             ("granted", {"scopes": enough}, 200, None),
         ]
         if scopes:

@@ -1,4 +1,4 @@
-"""``TokenMiddleware``: validate a present bearer token on every Django request.
+"""``TokenMiddleware``: validate a present bearer token on every Django request (WSGI and ASGI).
 
 Trusted: the ``TOKEN_MIDDLEWARE`` settings and the keys they point at; never a key a token
 names (``jku``, ``x5u``, ``jwk``, ``x5c``). For each request the middleware reads
@@ -10,13 +10,18 @@ keys (503, ``Retry-After``) are answered here with an RFC 6750 JSON response.
 With a valid token:
 
 * ``request.access_token`` is the :class:`~token_middleware.core.token.AccessToken`;
-* ``request.user`` becomes a stateless :class:`~.users.TokenUser` unless another
-  authentication (``AuthenticationMiddleware``, listed *before* this one) found an authenticated
-  user; the session is then looked at lazily, only if ``request.user`` is used;
+* ``request.user`` (and ``await request.auser()``) is the token's user
+  (:mod:`~.users`: the ``USER_LOADER``'s, else a stateless ``TokenUser``) unless another
+  authentication (``AuthenticationMiddleware``, listed *before* this one) found an
+  authenticated user; the session is then looked at lazily, only if ``request.user`` is used;
 * the core ``ContextVar`` holds the token until the response is closed (streamed bodies
   included), so outgoing propagation sees it.
 
-Sync and async capable. Settings are validated when the middleware is built (server start-up).
+The settings and the validator are built when the middleware is loaded, so a server with bad
+settings refuses to start (``ImproperlyConfigured`` naming the fix). Under ASGI a token found
+fresh in the verified-token cache is accepted on the event loop; only a cache miss, which may
+fetch keys (or a token checked by an ``IS_REVOKED`` hook, which may block), is validated in a
+worker thread.
 """
 
 from __future__ import annotations
@@ -29,41 +34,52 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import SimpleLazyObject
 
+from ..core.bearer import extract_token
 from ..core.context import bind_token, reset_token
 from ..core.errors import BearerError
-from ..core.token import AccessToken
 from ..core.runtime import Runtime
-from .apps import get_runtime
+from ..core.token import AccessToken
+from .apps import runtime_cache
+from .conf import DjangoRuntime
 from .responses import bearer_error_response
-from .users import TokenUser
+from .users import aload_user, load_user
 
 #: Where the decorators find the realm of the runtime that validated this request.
 REQUEST_RUNTIME_ATTR = "_token_middleware_runtime"
+#: The token's user (the loader's or a ``TokenUser``), for DRF's authentication class.
+REQUEST_USER_ATTR = "_token_middleware_user"
 
 
 def _credentials(request: HttpRequest) -> tuple[str | None, str]:
     return request.META.get("HTTP_AUTHORIZATION"), request.META.get("QUERY_STRING", "")
 
 
-def _attach(request: HttpRequest, token: AccessToken | None, runtime: Runtime) -> None:
+def _attach(request: HttpRequest, token: AccessToken | None, user: Any, runtime: Runtime) -> None:
     setattr(request, REQUEST_RUNTIME_ATTR, runtime)
     setattr(request, "access_token", token)
     if token is None:
         return
+    setattr(request, REQUEST_USER_ATTR, user)
     previous = getattr(request, "user", None)
+    previous_auser: Callable[[], Awaitable[Any]] | None = getattr(request, "auser", None)
     if previous is None:
-        setattr(request, "user", TokenUser(token))
-        return
+        setattr(request, "user", user)
+    else:
+        setattr(request, "user", SimpleLazyObject(lambda: previous if previous.is_authenticated else user))
 
-    def pick() -> Any:
-        return previous if previous.is_authenticated else TokenUser(token)
+    async def auser() -> Any:
+        if previous_auser is not None:
+            found = await previous_auser()
+            if found.is_authenticated:
+                return found
+        return user
 
-    setattr(request, "user", SimpleLazyObject(pick))
+    setattr(request, "auser", auser)
 
 
 def _on_close(response: HttpResponseBase, callback: Callable[[], None]) -> None:
     # Django runs these when the server closes the response (after streaming the body).
-    response._resource_closers.append(callback)
+    response._resource_closers.append(callback)  # type: ignore[attr-defined]
 
 
 class TokenMiddleware:
@@ -77,18 +93,20 @@ class TokenMiddleware:
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
-        runtime = get_runtime()  # ImproperlyConfigured at start-up, naming the fix
+        self.runtimes = runtime_cache()
+        runtime = self.runtimes.get()  # ImproperlyConfigured at start-up, naming the fix
         runtime.validator.prefetch()
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        runtime = get_runtime()
+        runtime = self.runtimes.get()
         try:
             token = runtime.validator.authenticate(*_credentials(request))
+            user = None if token is None else load_user(runtime.user_loader, token)
         except BearerError as err:
             return bearer_error_response(request, err, runtime.realm)
-        _attach(request, token, runtime)
+        _attach(request, token, user, runtime)
         handle = bind_token(token, runtime.settings)
         try:
             response: HttpResponseBase = self.get_response(request)
@@ -99,19 +117,13 @@ class TokenMiddleware:
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        runtime = get_runtime()
-        authorization, query = _credentials(request)
+        runtime = self.runtimes.get()
         try:
-            if authorization is None and not runtime.settings.allow_query_token:
-                token = None
-            else:
-                # Validation may fetch keys: keep blocking I/O off the event loop.
-                token = await sync_to_async(runtime.validator.authenticate, thread_sensitive=False)(
-                    authorization, query
-                )
+            token = await self._avalidate(runtime, *_credentials(request))
+            user = None if token is None else await aload_user(runtime.user_loader, token)
         except BearerError as err:
             return bearer_error_response(request, err, runtime.realm)
-        _attach(request, token, runtime)
+        _attach(request, token, user, runtime)
         handle = bind_token(token, runtime.settings)
         try:
             get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
@@ -126,3 +138,14 @@ class TokenMiddleware:
         else:
             reset_token(handle)
         return response
+
+    @staticmethod
+    async def _avalidate(runtime: DjangoRuntime, authorization: str | None, query: str) -> AccessToken | None:
+        validator = runtime.validator
+        token = validator.cached(authorization)  # no parsing and no I/O: fine on the loop
+        if token is not None:
+            return token
+        if extract_token(authorization, query, allow_query=runtime.settings.allow_query_token) is None:
+            return None  # no bearer credentials (parsing only, no I/O)
+        # A cache miss may fetch keys, and IS_REVOKED may block: keep both off the event loop.
+        return await sync_to_async(validator.authenticate, thread_sensitive=False)(authorization, query)

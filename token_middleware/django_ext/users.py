@@ -1,9 +1,16 @@
-"""A stateless user built from a validated access token (no database row, no user table).
+"""The user of a validated token: the ``USER_LOADER``'s, or a stateless :class:`TokenUser`.
 
-Trusted: only an :class:`~token_middleware.core.token.AccessToken` the validator accepted. The user
-is authenticated and its ``username`` is the token's ``sub``; it has no Django permissions
-(authorization is by scope: ``user.scopes`` / the scope decorators). It does not import
-``django.contrib.auth``, so it works in projects without it.
+Trusted: only an :class:`~token_middleware.core.token.AccessToken` the validator accepted.
+
+* Without ``USER_LOADER``, the user is a :class:`TokenUser`: authenticated, ``username`` = the
+  token's ``sub``, no database row and no Django permissions (authorization is by scope:
+  ``user.scopes`` / the scope decorators). It does not import ``django.contrib.auth``, so it
+  works in projects without it.
+* With ``TOKEN_MIDDLEWARE["USER_LOADER"] = "myapp.auth.load_user"``, ``load_user(token)``
+  returns the application's user (a Django user model instance, say) or ``None``, which
+  refuses the token with 401 ``invalid_token`` (:class:`UnknownUser`); it may also raise an
+  ``InvalidToken`` subclass itself. A plain function runs in a worker thread under ASGI
+  (``sync_to_async``, as Django's ORM needs); an ``async def`` loader runs on the event loop.
 """
 
 from __future__ import annotations
@@ -11,7 +18,31 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
+
+from ..core.errors import UnknownUser
 from ..core.token import AccessToken
+from .conf import UserLoader
+
+
+def load_user(loader: UserLoader | None, token: AccessToken) -> Any:
+    """The user for ``token`` (sync code); raises :class:`UnknownUser` when the loader finds none."""
+    if loader is None:
+        return TokenUser(token)
+    user = async_to_sync(loader)(token) if iscoroutinefunction(loader) else loader(token)
+    if user is None:
+        raise UnknownUser()
+    return user
+
+
+async def aload_user(loader: UserLoader | None, token: AccessToken) -> Any:
+    """:func:`load_user` for async code: a sync loader runs in a thread (``sync_to_async``)."""
+    if loader is None:
+        return TokenUser(token)
+    user = await loader(token) if iscoroutinefunction(loader) else await sync_to_async(loader)(token)
+    if user is None:
+        raise UnknownUser()
+    return user
 
 
 class TokenUser:
