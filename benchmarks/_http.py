@@ -105,12 +105,13 @@ def wrk_runner(url: str, script: Path) -> Callable[[float], WrkResult]:
 @contextmanager
 def gunicorn(name: str, target: str, env: Mapping[str, str], log_dir: Path,
              ready_path: str = "/orders/whoami", workers: int = WORKERS, port: int | None = None,
-             worker_class: str = WORKER_CLASS, threads: int = THREADS) -> Iterator[str]:
+             worker_class: str = WORKER_CLASS, threads: int = THREADS,
+             keepalive: int | None = None) -> Iterator[str]:
     """Serve ``target`` on ``port`` (default: a free one) with the shared settings (or the given
-    worker class and threads); yields the base URL."""
+    worker class, threads and keep-alive); yields the base URL."""
     port = port or supervisor.free_port(HOST)
     argv = supervisor.gunicorn_argv(target, HOST, port, workers=workers, worker_class=worker_class,
-                                     threads=threads)
+                                     threads=threads, keepalive=keepalive)
     argv = [a for a in argv if a not in ("--access-logfile", "-")]  # no access log: it costs time
     process = supervisor.start_process(name, argv, env=supervisor.base_env(env), log_dir=log_dir)
     try:

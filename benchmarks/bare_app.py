@@ -16,6 +16,8 @@ _WHOAMI = {
     "sub": "alice",
     "client_id": "gateway",
     "scopes": ["customers:read", "orders:read", "orders:write"],
+    "aud": ["orders-service"],
+    "act": [],
 }
 
 

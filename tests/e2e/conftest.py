@@ -1,9 +1,15 @@
-"""End-to-end fixtures: one demo stack per session (gateway, orders, customers under real gunicorn,
-sync workers, free loopback ports), optionally nginx in front of it, and always stopped.
+"""End-to-end fixtures: the demo stack as ``./run demo`` starts it (gateway, orders, customers under
+real gunicorn, sync service workers, free loopback ports), once per edge, always stopped.
 
-``front`` is parametrized over the Python gateway and nginx (``auth_request``), so every flow test
-runs against both and the nginx mode must give the same results. Without Debian's nginx the
-nginx half is skipped with a reason.
+- ``stack``: the demo's default edge, nginx whenever the machine has it (the Python gateway then
+  sits behind it on a port of its own), else the Python gateway forwarding by itself.
+- ``python_stack``: the Python gateway as the edge (the demo's fallback without nginx); the same
+  stack as ``stack`` when nginx is missing.
+- ``front`` is parametrized over both edges, so every flow test runs against each and both must
+  give the same results. Without Debian's nginx the nginx half is skipped with a reason.
+
+The users file has the demo's users and passwords with cheap hashes (the demo's own cost
+0.44 s per check, which a burst of wrong passwords would pay many times over).
 """
 
 from __future__ import annotations
@@ -12,28 +18,16 @@ import base64
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from werkzeug.security import generate_password_hash
 
-from demo_gateway.supervisor import (
-    DemoConfig,
-    DemoError,
-    DemoPorts,
-    DemoStack,
-    ManagedProcess,
-    free_port,
-    nginx_binary,
-    start_nginx,
-)
+from _e2e_support import BODY_TIMEOUT, EDGE_NAMES, FAST_HASH, GATEWAY_WORKERS, NO_NGINX, USERS, Front
 
-USERS = {
-    "alice": ("alice-password", ["customers:read", "orders:read"]),
-    "bob": ("bob-password", ["customers:read", "orders:read", "orders:write"]),
-}
+from demo_gateway.supervisor import DemoConfig, DemoPorts, DemoStack
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -44,61 +38,83 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
+def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("users") / "users.json"
+    path.write_text(json.dumps({
+        name: {"password_hash": generate_password_hash(password, method=FAST_HASH), "scopes": scopes}
+        for name, (password, scopes) in USERS.items()
+    }))
+    return path
+
+
+@pytest.fixture(scope="session")
 def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gateway-keys")
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path) -> Iterator[DemoStack]:
-    config = DemoConfig(
+def start_stack(edge: str, keys: Path, users: Path, logs: Path) -> DemoStack:
+    return DemoStack.start(DemoConfig(
         ports=DemoPorts.free(),
-        keys_dir=keys_dir,
-        log_dir=tmp_path_factory.mktemp("service-logs"),
+        keys_dir=keys,
+        users_file=users,
+        log_dir=logs,
         jwks_min_refresh_seconds=1,
-        gateway_workers=2,
+        gateway_workers=GATEWAY_WORKERS,
         service_workers=2,
         worker_class="sync",
-    )
-    started = DemoStack.start(config)
-    try:
-        yield started
-    finally:
-        started.stop()
-    dead = [p.name for p in started.processes if p.popen.returncode not in (0, -15)]
+        edge=edge,
+        body_timeout=BODY_TIMEOUT,
+    ))
+
+
+def stopped_cleanly(stack: DemoStack) -> None:
+    stack.stop()
+    dead = [p.name for p in stack.processes if p.popen.returncode not in (0, -15)]
     assert not dead, f"services exited badly: {dead}"
 
 
 @pytest.fixture(scope="session")
-def nginx(stack: DemoStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if nginx_binary() is None:
-        pytest.skip("nginx is not installed (/usr/sbin/nginx); `./run test` installs nginx-light")
-    port = free_port(stack.config.host)
+def stack(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path, users_file: Path) -> Iterator[DemoStack]:
+    started = start_stack("auto", keys_dir, users_file, tmp_path_factory.mktemp("service-logs"))
     try:
-        process: ManagedProcess = start_nginx(
-            stack.config, port=port, prefix=tmp_path_factory.mktemp("nginx")
-        )
-    except DemoError as exc:
-        pytest.fail(str(exc))
-    try:
-        yield f"http://{stack.config.host}:{port}"
+        yield started
     finally:
-        process.stop()
+        stopped_cleanly(started)
 
 
-@dataclass(frozen=True)
-class Front:
-    """The edge a client talks to: the Python gateway or nginx with auth_request."""
+@pytest.fixture(scope="session")
+def python_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                 users_file: Path) -> Iterator[DemoStack]:
+    default: DemoStack = request.getfixturevalue("stack")
+    if default.edge == "python":
+        yield default
+        return
+    started = start_stack("python", tmp_path_factory.mktemp("python-edge-keys"), users_file,
+                          tmp_path_factory.mktemp("python-edge-logs"))
+    try:
+        yield started
+    finally:
+        stopped_cleanly(started)
 
-    name: str
-    url: str
-    stack: DemoStack
+
+@pytest.fixture(scope="session")
+def nginx_stack(stack: DemoStack) -> DemoStack:
+    if stack.edge != "nginx":
+        pytest.skip(NO_NGINX)
+    return stack
 
 
-@pytest.fixture(params=["gateway", "nginx"])
-def front(request: pytest.FixtureRequest, stack: DemoStack) -> Front:
-    if request.param == "nginx":
-        return Front("nginx", request.getfixturevalue("nginx"), stack)
-    return Front("gateway", stack.gateway_url, stack)
+@pytest.fixture(scope="session")
+def nginx(nginx_stack: DemoStack) -> str:
+    """The URL of the demo's nginx edge."""
+    return nginx_stack.gateway_url
+
+
+@pytest.fixture(params=EDGE_NAMES)
+def front(request: pytest.FixtureRequest) -> Front:
+    fixture = "nginx_stack" if request.param == "nginx" else "python_stack"
+    edge_stack: DemoStack = request.getfixturevalue(fixture)
+    return Front(request.param, edge_stack.gateway_url, edge_stack)
 
 
 @pytest.fixture
@@ -145,12 +161,13 @@ def hidden_inputs(html: str) -> dict[str, str]:
     return fields
 
 
-def login_with_form(session: requests.Session, base_url: str, user: str) -> requests.Response:
+def login_with_form(session: requests.Session, base_url: str, user: str, password: str | None = None
+                    ) -> requests.Response:
     """Log in through the gateway's login page (GET the form, POST it with its CSRF field)."""
     page = session.get(f"{base_url}/login", timeout=10)
     assert page.status_code == 200, page.text[:300]
     form = hidden_inputs(page.text)
-    form.update(username=user, password=USERS[user][0])
+    form.update(username=user, password=USERS[user][0] if password is None else password)
     return session.post(f"{base_url}/login", data=form, timeout=10, allow_redirects=False)
 
 
@@ -161,9 +178,9 @@ def jwt_header(raw: str) -> dict[str, Any]:
 
 
 def gateway_token(stack: DemoStack, user: str, path: str = "/orders/whoami") -> str:
-    """A token minted by the gateway's auth_request endpoint, as nginx would get it."""
+    """A token minted by the gateway's auth_request endpoint (on its own port), as nginx gets it."""
     response = requests.get(
-        f"{stack.gateway_url}/_auth",
+        f"{stack.backend_url}/_auth",
         auth=(user, USERS[user][0]),
         headers={"X-Original-URI": path, "X-Original-Method": "GET"},
         timeout=10,

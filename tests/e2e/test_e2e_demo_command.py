@@ -1,5 +1,6 @@
-"""``token-middleware demo`` itself: it starts the three services, prints curl lines that work
-exactly as printed, and stops everything on SIGTERM and on Ctrl-C (SIGINT).
+"""``token-middleware demo`` itself: it starts the edge and the three services, says which edge
+listens on the first port, prints curl lines that work exactly as printed (through that edge), and
+stops everything on SIGTERM and on Ctrl-C (SIGINT).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from demo_gateway.supervisor import DemoPorts, port_is_free
+from demo_gateway.supervisor import DemoPorts, nginx_binary, port_is_free
 
 pytestmark = pytest.mark.e2e
 
@@ -77,14 +78,25 @@ def read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> s
     return out
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+#: What the banner says about the edge on the first port.
+EDGE_LINES = {
+    "nginx": ["nginx (deploy/nginx/nginx.conf.template): clients connect here", "behind nginx"],
+    "python": ["the Python gateway (demo_gateway.wsgi:app) forwards by itself"],
+}
+
+
+@pytest.mark.parametrize(
+    ("edge", "stop_signal"),
+    [pytest.param("auto", signal.SIGTERM, id="default-edge-sigterm"),
+     pytest.param("python", signal.SIGINT, id="python-edge-ctrl-c")],
+)
 def test_demo_command_prints_curl_lines_that_work_as_printed(
-    tmp_path: Path, stop_signal: signal.Signals
+    tmp_path: Path, edge: str, stop_signal: signal.Signals
 ) -> None:
     ports = DemoPorts.free()
     process = subprocess.Popen(
         [*demo_command(), "--ports", f"{ports.gateway},{ports.orders},{ports.customers}",
-         "--keys-dir", str(tmp_path / "keys"), "--log-dir", str(tmp_path / "logs")],
+         "--keys-dir", str(tmp_path / "keys"), "--log-dir", str(tmp_path / "logs"), "--edge", edge],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -99,6 +111,15 @@ def test_demo_command_prints_curl_lines_that_work_as_printed(
         comments = [line for line in banner.splitlines() if line.startswith("# ")]
         assert len(lines) == len(EXPECTED), banner
         assert f"http://127.0.0.1:{ports.gateway}/login" in banner
+        expected_edge = "nginx" if edge == "auto" and nginx_binary() is not None else "python"
+        assert f"edge       http://127.0.0.1:{ports.gateway}" in banner, banner
+        for text in EDGE_LINES[expected_edge]:
+            assert text in banner, banner
+        if expected_edge == "python" and edge == "auto":
+            assert "nginx is not installed" in banner
+        assert all(f"127.0.0.1:{ports.gateway}/" in line for line in lines), "a curl line bypasses the edge"
+        backend = re.search(r"gateway    http://127\.0\.0\.1:(\d+)", banner)
+        all_ports = [*ports, *([int(backend.group(1))] if backend else [])]
 
         for line, comment, (promise, status, needle) in zip(lines, comments, EXPECTED):
             assert promise in comment
@@ -116,7 +137,7 @@ def test_demo_command_prints_curl_lines_that_work_as_printed(
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
-    assert all(port_is_free("127.0.0.1", port) for port in ports), "a service outlived the demo"
+    assert all(port_is_free("127.0.0.1", port) for port in all_ports), "a service outlived the demo"
 
 
 def test_demo_command_refuses_busy_ports(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import base64
 import json
 import re
 from collections.abc import Callable
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -206,17 +207,20 @@ def test_form_failures_are_limited(make_config: Callable[..., GatewayConfig]) ->
 
 
 @pytest.mark.parametrize(
-    ("headers", "expected", "audience"),
+    ("headers", "expected", "python_status", "audience"),
     [
-        pytest.param({"X-Original-URI": "/orders/whoami?x=1", **basic("alice")}, 200, "orders-service", id="basic-orders"),
-        pytest.param({"X-Original-URI": "/customers/1", **basic("bob")}, 200, "customers-service", id="basic-customers"),
-        pytest.param({"X-Original-URI": "/orders/whoami"}, 401, None, id="no-credentials"),
-        pytest.param({"X-Original-URI": "/orders/whoami", "Authorization": "Bearer a.b.c"}, 401, None, id="bearer-only"),
-        pytest.param({"X-Original-URI": "/orders/whoami", **basic("alice", "wrong")}, 401, None, id="wrong-password"),
-        pytest.param({"X-Original-URI": "/elsewhere", **basic("alice")}, 403, None, id="unknown-route"),
-        pytest.param({"X-Original-URI": "/orders/../admin", **basic("alice")}, 403, None, id="dot-segments"),
-        pytest.param({**basic("alice")}, 403, None, id="no-original-uri"),
-        pytest.param({"X-Original-URI": "/orders/x", "Authorization": "Basic !!!"}, 403, None, id="bad-basic"),
+        pytest.param({"X-Original-URI": "/orders/whoami?x=1", **basic("alice")}, 200, 200, "orders-service", id="basic-orders"),
+        pytest.param({"X-Original-URI": "/customers/1", **basic("bob")}, 200, 200, "customers-service", id="basic-customers"),
+        pytest.param({"X-Original-URI": "/orders/whoami"}, 401, 401, None, id="no-credentials"),
+        pytest.param({"X-Original-URI": "/orders/whoami", "Authorization": "Bearer a.b.c"}, 401, 401, None, id="bearer-only"),
+        pytest.param({"X-Original-URI": "/orders/whoami", **basic("alice", "wrong")}, 401, 401, None, id="wrong-password"),
+        pytest.param({"X-Original-URI": "/elsewhere", **basic("alice")}, 403, 404, None, id="unknown-route"),
+        pytest.param({"X-Original-URI": "//orders/whoami", **basic("alice")}, 403, 404, None, id="double-slash-is-no-route"),
+        pytest.param({"X-Original-URI": "/orders/../admin", **basic("alice")}, 403, 400, None, id="dot-segments"),
+        pytest.param({"X-Original-URI": "/orders/%2e%2e/admin", **basic("alice")}, 403, 400, None, id="encoded-dot-segments"),
+        pytest.param({**basic("alice")}, 403, 400, None, id="no-original-uri"),
+        pytest.param({"X-Original-URI": "/orders/x", "Authorization": "Basic !!!"}, 403, 400, None, id="bad-basic"),
+        pytest.param({"X-Original-URI": "/orders/x", "X-Original-Method": "TRACE", **basic("alice")}, 403, 405, None, id="trace"),
     ],
 )
 def test_auth_request_endpoint(
@@ -226,8 +230,11 @@ def test_auth_request_endpoint(
     validator_for: Callable[[Gateway, str], TokenValidator],
     headers: dict[str, str],
     expected: int,
+    python_status: int,
     audience: str | None,
 ) -> None:
+    """nginx passes only 200, 401 and 403 on: any other refusal is a 403 that says, in
+    ``X-Auth-Status`` and ``X-Auth-Body``, what the Python edge answers to the same request."""
     response = client.get("/_auth", headers={"X-Original-Method": "GET", **headers})
     assert response.status_code == expected
     if expected == 200:
@@ -238,9 +245,36 @@ def test_auth_request_endpoint(
         assert response.headers["Cache-Control"] == "no-store"
     else:
         assert "X-Access-Token" not in response.headers
+        assert int(response.headers["X-Auth-Status"]) == python_status
+        assert json.loads(response.headers["X-Auth-Body"]) == response.json
     if expected == 401:
         assert response.headers["WWW-Authenticate"] == 'Basic realm="gateway"'
     assert upstream.requests == [], "auth_request must never forward"
+
+
+@pytest.mark.parametrize(
+    ("path", "environ"),
+    [
+        pytest.param("//orders/whoami", {}, id="double-slash"),
+        pytest.param("/orders/../admin", {}, id="dot-segments"),
+        pytest.param("/orders/x", {"REQUEST_METHOD": "TRACE"}, id="trace"),
+        pytest.param("/elsewhere", {}, id="no-route"),
+    ],
+)
+def test_auth_request_refuses_as_forwarding_does(
+    gateway: Gateway, upstream: Upstream, path: str, environ: dict[str, str]
+) -> None:
+    """The same request, once through /_auth (nginx's view) and once forwarded (the Python
+    edge's): the same status and the same JSON body."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    auth = Client(gateway).get("/_auth", headers={"X-Original-URI": path, "X-Original-Method": method, **basic("alice")})
+    env = EnvironBuilder(path="/", method=method, headers=basic("alice")).get_environ()
+    env.update(PATH_INFO=unquote(path), RAW_URI=path, REQUEST_URI=path)
+    app_iter, status, _ = run_wsgi_app(gateway, env)
+    forwarded = b"".join(app_iter)
+    assert auth.headers["X-Auth-Status"] == status.split()[0]
+    assert json.loads(auth.headers["X-Auth-Body"]) == json.loads(forwarded)
+    assert upstream.requests == []
 
 
 class Clock:
@@ -328,6 +362,14 @@ def _raw_request(gateway: Gateway, path: str, method: str = "GET", **environ: st
         pytest.param("/login", "POST", {"CONTENT_TYPE": "application/x-www-form-urlencoded", "CONTENT_LENGTH": "999999"}, 413, id="login-huge-form"),
         pytest.param("/orders/x", "GET", {"HTTP_COOKIE": "gw_session=" + "A" * 5000 + ".x"}, 401, id="huge-session-cookie"),
         pytest.param("/orders/x", "GET", {"HTTP_COOKIE": "gw_session=e30.%%%"}, 401, id="garbage-session-cookie"),
+        pytest.param("/orders/x", "GET", {"CONTENT_LENGTH": "5", **{"HTTP_AUTHORIZATION": basic("alice")["Authorization"]}}, 400, id="get-with-a-body"),
+        pytest.param("/orders/x", "HEAD", {"HTTP_TRANSFER_ENCODING": "chunked", **{"HTTP_AUTHORIZATION": basic("alice")["Authorization"]}}, 400, id="head-with-a-chunked-body"),
+        pytest.param("/login", "GET", {"CONTENT_LENGTH": "5"}, 400, id="get-with-a-body-at-the-gateway-itself"),
+        pytest.param("/orders", "POST", {"HTTP_TRANSFER_ENCODING": "chunked, identity", **{"HTTP_AUTHORIZATION": basic("bob")["Authorization"]}}, 400, id="te-list"),
+        pytest.param("/orders", "POST", {"HTTP_TRANSFER_ENCODING": "chunked,chunked", **{"HTTP_AUTHORIZATION": basic("bob")["Authorization"]}}, 400, id="te-chunked-twice"),
+        pytest.param("/orders", "POST", {"HTTP_TRANSFER_ENCODING": "gzip, chunked", **{"HTTP_AUTHORIZATION": basic("bob")["Authorization"]}}, 400, id="te-gzip"),
+        pytest.param("/orders", "POST", {"HTTP_TRANSFER_ENCODING": "chunked", "CONTENT_LENGTH": "5", **{"HTTP_AUTHORIZATION": basic("bob")["Authorization"]}}, 400, id="te-and-length"),
+        pytest.param("/orders", "POST", {"CONTENT_LENGTH": str(2 * 1024 * 1024), **{"HTTP_AUTHORIZATION": basic("bob")["Authorization"]}}, 413, id="body-too-large"),
     ],
 )
 def test_hostile_requests_get_4xx(

@@ -73,6 +73,16 @@ SPOOFED = [
     ("Forwarded", "for=spoofed-11;proto=https"),
     ("X-Real-Ip", "spoofed-12"),
     ("Proxy-Authorization", "Basic c3Bvb2ZlZDpzcG9vZmVk"),
+    # path and method overrides: a framework behind the gateway could act on another route
+    ("X-Original-URL", "/orders/admin-only"),
+    ("X-Rewrite-URL", "/orders/admin-only-2"),
+    ("X-Original-URI", "/orders/admin-only-3"),
+    ("X-HTTP-Method-Override", "DELETE"),
+    ("X-HTTP-Method", "PUT"),
+    ("X-Method-Override", "PATCH"),
+    ("X-Original-Method", "POST"),
+    ("X-Client-IP", "10.9.9.9"),
+    ("True-Client-IP", "10.9.9.8"),
 ]
 
 
@@ -239,17 +249,22 @@ def test_request_body_with_length_is_forwarded(client: Client, upstream: Upstrea
     assert seen.header("Content-Length") == str(size)
 
 
-def test_chunked_request_body_is_forwarded_chunked(gateway: Gateway, upstream: Upstream) -> None:
-    payload = b"part-one;part-two"
+@pytest.mark.parametrize("size", [pytest.param(17, id="small"), pytest.param(200_000, id="spooled")])
+def test_chunked_request_body_is_buffered_and_sent_with_its_length(
+    gateway: Gateway, upstream: Upstream, size: int
+) -> None:
+    payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
     environ = EnvironBuilder(path="/orders", method="POST", data=payload, headers=basic("bob")).get_environ()
     del environ["CONTENT_LENGTH"]
+    environ["HTTP_TRANSFER_ENCODING"] = "chunked"  # as a server passes a chunked body on, decoded
     environ["wsgi.input_terminated"] = True
     app_iter, status, _ = run_wsgi_app(gateway, environ)
     b"".join(app_iter)
     assert status.startswith("200")
     seen = upstream.last()
     assert seen.body == payload
-    assert seen.header("Transfer-Encoding") == "chunked"
+    assert seen.header("Content-Length") == str(size)
+    assert seen.header("Transfer-Encoding") is None
 
 
 def test_refused_upstream_connection_is_502(

@@ -1,5 +1,5 @@
-"""The gateway's smaller parts on their own: configuration, users, sessions and CSRF, the
-failed-login limiter, and token reuse in the minter."""
+"""The gateway's smaller parts on their own: configuration, users, sessions and CSRF, and token
+reuse in the minter (the failed-login limit has its own file, test_gateway_limits.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from token_middleware.core.errors import ConfigurationError
 from token_middleware.gateway import GatewayConfig, KeyStore, Route, TokenMinter, User, UserStore
 from token_middleware.gateway.config import default_keys_dir
 from token_middleware.gateway.issuing.minting import refresh_margin
-from token_middleware.gateway.sessions import LoginLimiter, SessionCodec
+from token_middleware.gateway.sessions import SessionCodec
 
 
 class Clock:
@@ -83,6 +83,11 @@ def test_auth_cache_seconds_is_bounded(users_file: Path, tmp_path: Path, seconds
         pytest.param({"GATEWAY_ALG": "none"}, "GATEWAY_ALG", id="alg-none"),
         pytest.param({"GATEWAY_UPSTREAM_TIMEOUT": "-1"}, "GATEWAY_UPSTREAM_TIMEOUT", id="negative-timeout"),
         pytest.param({"GATEWAY_USERS_FILE": "/nonexistent/users.json"}, "GATEWAY_USERS_FILE", id="missing-users-file"),
+        pytest.param({"GATEWAY_TRUSTED_PROXIES": "nginx.local"}, "not an IP address", id="proxy-by-name"),
+        pytest.param({"GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8"}, "exact addresses", id="proxy-as-a-network"),
+        pytest.param({"GATEWAY_MAX_BODY_BYTES": "1MB"}, "whole number of bytes", id="body-limit-not-a-number"),
+        pytest.param({"GATEWAY_MAX_BODY_BYTES": "0"}, "GATEWAY_MAX_BODY_BYTES", id="body-limit-zero"),
+        pytest.param({"GATEWAY_BODY_TIMEOUT": "0"}, "GATEWAY_BODY_TIMEOUT", id="body-timeout-zero"),
     ],
 )
 def test_bad_configuration_is_refused_with_a_clear_message(
@@ -219,20 +224,6 @@ def test_csrf_token_is_bound_to_its_nonce() -> None:
     assert not codec.csrf_valid(other, codec.csrf_token(nonce))
     assert not codec.csrf_valid(nonce, None)
     assert not codec.csrf_valid(None, codec.csrf_token(nonce))
-
-
-def test_login_limiter_window_and_bound() -> None:
-    clock = Clock()
-    limiter = LoginLimiter(max_failures=2, window=60, max_clients=2, clock=clock)
-    limiter.failure("a")
-    assert limiter.retry_after("a") == 0
-    limiter.failure("a")
-    assert 0 < limiter.retry_after("a") <= 60
-    clock.now += 61
-    assert limiter.retry_after("a") == 0
-    for client in ("b", "c", "d"):
-        limiter.failure(client)
-    assert len(limiter._failures) == 2
 
 
 # -- minting and reuse ----------------------------------------------------------------------------

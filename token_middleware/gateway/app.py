@@ -1,15 +1,13 @@
 """The gateway as one WSGI app: authenticate the client, mint the token, forward the request.
 
 What is trusted: the configuration, the keys directory and the users file. From a request, only
-two things can establish who the caller is, and both are checked here:
-
-- ``Authorization: Basic …`` checked against the users file (hashes, constant-time compare);
-- the gateway's own session cookie, whose HMAC must verify (set by ``POST /login``).
-
-Anything else, including ``Authorization: Bearer …``, is not a gateway credential: the request
-gets 401 with ``WWW-Authenticate: Basic realm="gateway"`` and nothing is forwarded. Requests
-authenticated by cookie with an unsafe method must also come from the gateway's own origin
-(``Origin`` or ``Sec-Fetch-Site``), and the login and logout forms carry CSRF tokens.
+two things can establish who the caller is (:mod:`.authn`): HTTP Basic checked against the users
+file, after the failed-login limit for that user name (:mod:`.limits`), or the gateway's own
+signed session cookie. Anything else, including ``Authorization: Bearer …``, gets 401 with
+``WWW-Authenticate: Basic realm="gateway"`` and nothing is forwarded. Cookie-authenticated unsafe
+requests must come from the gateway's own origin, and the login and logout forms carry CSRF
+tokens. Before any of that, a request with ambiguous body framing or a body on ``GET``/``HEAD``
+gets 400 (:mod:`.edge.body`), whatever its path.
 
 Endpoints:
 
@@ -31,86 +29,46 @@ Example::
 
 from __future__ import annotations
 
-import base64
-import binascii
+import io
 import json
-import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from werkzeug.exceptions import HTTPException
-from werkzeug.sansio.http import parse_cookie
 from werkzeug.wrappers import Request, Response
 
-from . import pages
+from .authn import ClientAuth, Principal, Refusal, parse_basic
+from .browser import BrowserPages
 from .config import GatewayConfig, Route
-from .issuing import wellknown
-from .issuing.keystore import KeyStore
-from .issuing.minting import TokenMinter
+from .edge.body import BodyError, body_framing, read_body
 from .edge.proxy import (
     ENVIRON_ROUTE,
     ENVIRON_TOKEN,
+    REFUSED_METHODS,
     Proxy,
-    client_address,
     json_response,
+    path_problem,
     request_id,
 )
-from .sessions import LoginLimiter, SessionCodec
-from .users import User, UserStore
+from .issuing import wellknown
+from .issuing.keystore import KeyStore
+from .issuing.minting import TokenMinter
+from .limits import LoginLimiter, MemoryFailureStore
+from .sessions import SessionCodec
+from .users import UserStore
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-BASIC_CHALLENGE = ("WWW-Authenticate", 'Basic realm="gateway"')
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-MAX_AUTHORIZATION_LENGTH = 4096
+__all__ = ["Gateway", "Principal", "Refusal", "create_app", "parse_basic"]
+
 MAX_FORM_BYTES = 16 * 1024
-_CLIENT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 
-_HTML_HEADERS = (
-    ("Content-Security-Policy", pages.CONTENT_SECURITY_POLICY),
-    ("X-Frame-Options", "DENY"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-    ("Cache-Control", "no-store"),
-)
+#: The answer for a path under no route (the same in the Python edge and through nginx).
+NO_ROUTE = Refusal(404, "not_found", "no route for this path")
 
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a request is not authenticated: becomes a JSON error response."""
-
-    status: int
-    error: str
-    description: str
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated caller: the user and the ``client_id`` to put in its tokens."""
-
-    user: User
-    client_id: str
-
-
-def parse_basic(value: str) -> tuple[str, str] | None:
-    """RFC 7617 credentials from the part after ``Basic``; ``None`` when malformed."""
-    value = value.strip()
-    if not value or len(value) > MAX_AUTHORIZATION_LENGTH:
-        return None
-    try:
-        decoded = base64.b64decode(value.encode("ascii"), validate=True)
-        text = decoded.decode("utf-8")
-    except (binascii.Error, ValueError):  # UnicodeError is a ValueError
-        return None
-    username, sep, password = text.partition(":")
-    if not sep or not username or any(ord(c) < 0x20 or c == "\x7f" for c in username):
-        return None
-    return username, password
 
 
 class Gateway:
@@ -134,28 +92,44 @@ class Gateway:
         self.users = users or UserStore.from_file(config.users_file)
         self.sessions = SessionCodec(self.keystore.session_secret(), ttl=config.session_ttl, clock=clock)
         self.limiter = LoginLimiter(
-            max_failures=config.login_max_failures, window=float(config.login_window)
+            MemoryFailureStore(),
+            max_failures=config.login_max_failures,
+            max_failures_per_address=config.login_max_failures_per_address,
+            window=float(config.login_window),
         )
         self.clock = clock
         self.minter = TokenMinter(config.issuer, self.keystore, ttl=config.token_ttl, clock=clock)
         cookie_prefix = "__Host-" if config.secure_cookies else ""
         self.session_cookie = f"{cookie_prefix}gw_session"
         self.csrf_cookie = f"{cookie_prefix}gw_csrf"
+        self.auth = ClientAuth(
+            users=self.users,
+            sessions=self.sessions,
+            limiter=self.limiter,
+            session_cookie=self.session_cookie,
+            issuer=config.issuer,
+            trusted_proxies=config.trusted_proxies,
+        )
+        self.pages = BrowserPages(config, self.users, self.sessions, self.auth,
+                                  session_cookie=self.session_cookie, csrf_cookie=self.csrf_cookie)
         self.proxy = Proxy(
             config.routes,
             timeout=config.upstream_timeout,
             strip_cookie_names=(self.session_cookie, self.csrf_cookie),
             trusted_proxies=config.trusted_proxies,
+            max_body_bytes=config.max_body_bytes,
+            body_memory_bytes=config.body_memory_bytes,
+            body_timeout=config.body_timeout,
         )
         self._endpoints: dict[str, tuple[frozenset[str], Callable[[Request], Response]]] = {
             wellknown.JWKS_PATH: (frozenset({"GET", "HEAD"}), self.jwks),
             wellknown.DISCOVERY_PATH: (frozenset({"GET", "HEAD"}), self.discovery),
-            "/login": (frozenset({"GET", "HEAD", "POST"}), self.login),
-            "/logout": (frozenset({"POST"}), self.logout),
-            "/app": (frozenset({"GET", "HEAD"}), self.app_page),
-            "/app.js": (frozenset({"GET", "HEAD"}), self.app_js),
+            "/login": (frozenset({"GET", "HEAD", "POST"}), self.pages.login),
+            "/logout": (frozenset({"POST"}), self.pages.logout),
+            "/app": (frozenset({"GET", "HEAD"}), self.pages.app_page),
+            "/app.js": (frozenset({"GET", "HEAD"}), self.pages.app_js),
             "/healthz": (frozenset({"GET", "HEAD"}), self.healthz),
-            "/": (frozenset({"GET", "HEAD"}), self.index),
+            "/": (frozenset({"GET", "HEAD"}), self.pages.index),
         }
 
     def close(self) -> None:
@@ -176,6 +150,12 @@ class Gateway:
         path = environ.get("PATH_INFO") or "/"
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         try:
+            length = body_framing(environ, method)  # ambiguous framing, a body on GET/HEAD: 400
+        except BodyError as exc:
+            return json_response(
+                start_response, exc.status, "invalid_request", exc.description, [("X-Request-ID", rid)]
+            )
+        try:
             if path == "/_auth":
                 return self.auth_request(environ, start_response)
             endpoint = self._endpoints.get(path)
@@ -189,6 +169,14 @@ class Gateway:
                         f"use {', '.join(sorted(allowed))}",
                         [("Allow", ", ".join(sorted(allowed))), ("X-Request-ID", rid)],
                     )
+                if length:  # the login form: read whole first, bounded in size and time
+                    try:
+                        self._buffer_form(environ, length)
+                    except BodyError as exc:
+                        return json_response(
+                            start_response, exc.status, "invalid_request", exc.description,
+                            [("X-Request-ID", rid)],
+                        )
                 request = Request(environ)
                 request.max_content_length = MAX_FORM_BYTES * 4
                 request.max_form_memory_size = MAX_FORM_BYTES
@@ -198,9 +186,7 @@ class Gateway:
             route = self.config.route_for(environ.get("SCRIPT_NAME", "") + path)
             if route is not None:
                 return self.forward(environ, start_response, route)
-            return json_response(
-                start_response, 404, "not_found", "no route for this path", [("X-Request-ID", rid)]
-            )
+            return self._refuse(start_response, NO_ROUTE, environ)
         except HTTPException as exc:  # werkzeug's own 4xx (body too large, bad form encoding)
             code = exc.code or 400
             return json_response(
@@ -211,65 +197,20 @@ class Gateway:
                 [("X-Request-ID", rid)],
             )
 
-    # -- client authentication ----------------------------------------------------------------
+    def _buffer_form(self, environ: WSGIEnvironment, length: int) -> None:
+        """Replace the request body of one of the gateway's own endpoints by its bytes, read
+        with the same bounds as a forwarded body (a slow client never holds a worker)."""
+        body = read_body(environ, length, max_bytes=MAX_FORM_BYTES * 4,
+                         memory_bytes=MAX_FORM_BYTES * 4, timeout=self.config.body_timeout)
+        data = b"" if body is None else body.data
+        assert isinstance(data, bytes)  # memory_bytes == max_bytes: never a file
+        environ["wsgi.input"] = io.BytesIO(data)
+        environ["CONTENT_LENGTH"] = str(len(data))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
 
     def authenticate(self, environ: WSGIEnvironment, method: str) -> Principal | Refusal:
-        """The caller from Basic credentials or the session cookie, or why not."""
-        authorization = str(environ.get("HTTP_AUTHORIZATION", "")).strip()
-        scheme, _, credentials = authorization.partition(" ")
-        if scheme.lower() == "basic":
-            return self._authenticate_basic(environ, credentials)
-        session = self.sessions.decode(self._cookies(environ).get(self.session_cookie))
-        if session is not None:
-            user = self.users.get(session.username)
-            if user is not None:
-                if method not in SAFE_METHODS and not self._same_origin(environ):
-                    return Refusal(403, "forbidden", "cross-site request refused")
-                return Principal(user, session.client_id)
-        return Refusal(
-            401,
-            "unauthorized",
-            "authenticate with HTTP Basic or sign in at /login",
-            (BASIC_CHALLENGE,),
-        )
-
-    def _authenticate_basic(self, environ: WSGIEnvironment, credentials: str) -> Principal | Refusal:
-        client = client_address(environ, self.config.trusted_proxies)
-        wait = self.limiter.retry_after(client)
-        if wait:
-            return Refusal(
-                429, "too_many_requests", "too many failed logins; try again later",
-                (("Retry-After", str(wait)),),
-            )
-        parsed = parse_basic(credentials)
-        if parsed is None:
-            return Refusal(400, "invalid_request", "malformed Basic credentials", (BASIC_CHALLENGE,))
-        user = self.users.authenticate(*parsed)
-        if user is None:
-            self.limiter.failure(client)
-            return Refusal(401, "invalid_credentials", "wrong username or password", (BASIC_CHALLENGE,))
-        return Principal(user, "gateway")
-
-    @staticmethod
-    def _cookies(environ: WSGIEnvironment) -> dict[str, str]:
-        # WSGI gives headers as latin-1 text; bytes that are not UTF-8 become U+FFFD rather than
-        # an exception (werkzeug.http.parse_cookie(environ) raises on them).
-        raw = str(environ.get("HTTP_COOKIE", ""))
-        text = raw.encode("latin-1", "replace").decode("utf-8", "replace")
-        return dict(parse_cookie(text))
-
-    def _same_origin(self, environ: WSGIEnvironment) -> bool:
-        if environ.get("HTTP_SEC_FETCH_SITE") == "same-origin":
-            return True
-        origin = environ.get("HTTP_ORIGIN", "")
-        if not origin or origin == "null":
-            return False
-        issuer = urlsplit(self.config.issuer)
-        own = {f"{issuer.scheme}://{issuer.netloc}"}
-        host = environ.get("HTTP_HOST")
-        if host:
-            own.add(f"{environ.get('wsgi.url_scheme', 'http')}://{host}")
-        return origin in own
+        """The caller from Basic credentials or the session cookie, or why not (:mod:`.authn`)."""
+        return self.auth.authenticate(environ, method)
 
     # -- forwarding and nginx auth_request ----------------------------------------------------
 
@@ -286,35 +227,36 @@ class Gateway:
         return self.proxy(environ, start_response)
 
     def auth_request(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        """nginx ``auth_request``: 200 with ``X-Access-Token``, 401 with a Basic challenge, or
-        403 (unknown route, bad request, too many failures: nginx passes only 2xx/401/403 on).
+        """nginx ``auth_request`` for the request described by ``X-Original-URI`` and
+        ``X-Original-Method``, judged as :meth:`forward` would judge it, in the same order.
 
-        A 200 also carries ``X-Accel-Expires`` (:meth:`edge_cache_seconds`): the template caches
-        it per route and credential for safe methods; refusals carry none and are never cached."""
+        200 with ``X-Access-Token`` and ``X-Accel-Expires`` (:meth:`edge_cache_seconds`; the
+        template caches the answer per route and credential, for safe methods). A refusal is 401
+        (with the Basic challenge) or, since nginx passes only 2xx, 401 and 403 on, 403 for
+        everything else; either way it carries ``X-Auth-Status`` (the status the Python edge
+        answers) and ``X-Auth-Body`` (its exact JSON body), so the demo's nginx answers alike.
+        """
         uri = str(environ.get("HTTP_X_ORIGINAL_URI", ""))
         method = str(environ.get("HTTP_X_ORIGINAL_METHOD") or environ.get("REQUEST_METHOD", "GET"))
         method = method.upper()
-        path = unquote(uri.split("?", 1)[0])
-        segments = path.split("/")
-        if (
-            not uri.startswith("/")
-            or "." in segments
-            or ".." in segments
-            or any(ord(c) < 0x20 or c == "\x7f" for c in path)
-        ):
-            return self._refuse(
-                start_response,
-                Refusal(403, "forbidden", "X-Original-URI missing or not a plain path"),
-                environ,
+        raw_path = uri.split("?", 1)[0]
+        path = unquote(raw_path, encoding="latin-1")  # as a WSGI server decodes PATH_INFO
+        if not uri.startswith("/"):
+            return self._refuse_auth(
+                start_response, Refusal(400, "invalid_request", "X-Original-URI missing or not a path"), environ
             )
         route = self.config.route_for(path)
         if route is None:
-            return self._refuse(start_response, Refusal(403, "forbidden", "no route for this path"), environ)
+            return self._refuse_auth(start_response, NO_ROUTE, environ)
         result = self.authenticate(environ, method)
         if isinstance(result, Refusal):
-            if result.status != 401:
-                result = Refusal(403, result.error, result.description, result.headers)
-            return self._refuse(start_response, result, environ)
+            return self._refuse_auth(start_response, result, environ)
+        problem = path_problem({"PATH_INFO": path, "RAW_URI": uri})
+        if method in REFUSED_METHODS:
+            refusal = Refusal(405, "method_not_allowed", f"{method} is not forwarded")
+            return self._refuse_auth(start_response, refusal, environ)
+        if problem:
+            return self._refuse_auth(start_response, Refusal(400, "invalid_request", problem), environ)
         token, expires = self.minter.token_and_expiry(result.user, route, result.client_id)
         body = json.dumps({"sub": result.user.username, "route": route.prefix}).encode()
         start_response(
@@ -350,6 +292,20 @@ class Gateway:
             [*refusal.headers, ("X-Request-ID", request_id(environ))],
         )
 
+    @staticmethod
+    def _refuse_auth(
+        start_response: StartResponse, refusal: Refusal, environ: WSGIEnvironment
+    ) -> Iterable[bytes]:
+        body = json.dumps({"error": refusal.error, "error_description": refusal.description})
+        headers = [
+            *refusal.headers,
+            ("X-Auth-Status", str(refusal.status)),
+            ("X-Auth-Body", body),
+            ("X-Request-ID", request_id(environ)),
+        ]
+        status = 401 if refusal.status == 401 else 403
+        return json_response(start_response, status, refusal.error, refusal.description, headers)
+
     # -- keys and discovery -------------------------------------------------------------------
 
     def jwks(self, request: Request) -> Response:
@@ -370,136 +326,11 @@ class Gateway:
         """Liveness: 200 once the app is built (keys loaded, users read)."""
         return _json({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
-    # -- login, logout and the demo page ------------------------------------------------------
-
-    def index(self, request: Request) -> Response:
-        return _redirect("/app")
-
-    def _csrf(self, request: Request) -> tuple[str, str | None]:
-        """The CSRF form token and, when the cookie is missing, the new nonce to set."""
-        nonce = self._cookies(request.environ).get(self.csrf_cookie)
-        if nonce and len(nonce) <= 128:
-            return self.sessions.csrf_token(nonce), None
-        nonce = self.sessions.new_nonce()
-        return self.sessions.csrf_token(nonce), nonce
-
-    def _set_cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
-        response.set_cookie(
-            name,
-            value,
-            max_age=max_age,
-            path="/",
-            secure=self.config.secure_cookies,
-            httponly=True,
-            samesite="Lax",
-        )
-
-    def _html(self, body: str, status: int = 200, new_nonce: str | None = None) -> Response:
-        response = Response(body, status=status, mimetype="text/html")
-        for name, value in _HTML_HEADERS:
-            response.headers[name] = value
-        if new_nonce is not None:
-            self._set_cookie(response, self.csrf_cookie, new_nonce, self.config.session_ttl)
-        return response
-
-    def login(self, request: Request) -> Response:
-        """``GET``: the form. ``POST``: check CSRF, the limiter and the password; set the cookie."""
-        if request.method != "POST":
-            if self.sessions.decode(self._cookies(request.environ).get(self.session_cookie)) is not None:
-                return _redirect("/app")
-            token, new_nonce = self._csrf(request)
-            return self._html(pages.login_page(token), new_nonce=new_nonce)
-
-        client = client_address(request.environ, self.config.trusted_proxies)
-        wait = self.limiter.retry_after(client)
-        if wait:
-            response = self._html(
-                pages.message_page("Too many attempts", f"Too many failed logins. Try again in {wait} s."),
-                status=429,
-            )
-            response.headers["Retry-After"] = str(wait)
-            return response
-        form = request.form
-        nonce = self._cookies(request.environ).get(self.csrf_cookie)
-        if not self.sessions.csrf_valid(nonce, form.get("csrf_token")):
-            token, new_nonce = self._csrf(request)
-            return self._html(
-                pages.login_page(token, error="The form expired. Please sign in again."),
-                status=403,
-                new_nonce=new_nonce,
-            )
-        username = form.get("username", "")
-        password = form.get("password", "")
-        client_name = form.get("client_name", "").strip()
-        token, _ = self._csrf(request)
-        if client_name and not _CLIENT_NAME.match(client_name):
-            return self._html(
-                pages.login_page(
-                    token, error="Client name: 1-64 letters, digits, '.', '_' or '-'.", username=username
-                ),
-                status=400,
-            )
-        user = self.users.authenticate(username, password)
-        if user is None:
-            self.limiter.failure(client)
-            return self._html(
-                pages.login_page(token, error="Wrong username or password.", username=username)
-            )
-        response = _redirect("/app")
-        self._set_cookie(
-            response,
-            self.session_cookie,
-            self.sessions.encode(user.username, client_name or "gateway"),
-            self.config.session_ttl,
-        )
-        # A fresh CSRF nonce for the signed-in session (no fixation of the pre-login one).
-        self._set_cookie(response, self.csrf_cookie, self.sessions.new_nonce(), self.config.session_ttl)
-        return response
-
-    def logout(self, request: Request) -> Response:
-        """Forget the session cookie (CSRF-protected, so no page can sign a user out)."""
-        if not self.sessions.csrf_valid(
-            self._cookies(request.environ).get(self.csrf_cookie), request.form.get("csrf_token")
-        ):
-            return self._html(
-                pages.message_page("Sign-out refused", "The form expired; reload the page."), status=403
-            )
-        response = _redirect("/login")
-        response.delete_cookie(
-            self.session_cookie,
-            path="/",
-            secure=self.config.secure_cookies,
-            httponly=True,
-            samesite="Lax",
-        )
-        return response
-
-    def app_page(self, request: Request) -> Response:
-        """The demo page; without a session, a redirect to the login form."""
-        session = self.sessions.decode(self._cookies(request.environ).get(self.session_cookie))
-        if session is None or session.username not in self.users:
-            return _redirect("/login")
-        token, new_nonce = self._csrf(request)
-        return self._html(pages.app_page(session.username, session.client_id, token), new_nonce=new_nonce)
-
-    def app_js(self, request: Request) -> Response:
-        response = Response(pages.APP_JS, mimetype="text/javascript")
-        response.headers["Cache-Control"] = "no-cache"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
-
 
 def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     response = Response(json.dumps(data), status=status, mimetype="application/json")
     for name, value in (headers or {}).items():
         response.headers[name] = value
-    return response
-
-
-def _redirect(location: str) -> Response:
-    response = Response("", status=303)
-    response.headers["Location"] = location
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 

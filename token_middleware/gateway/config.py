@@ -13,7 +13,9 @@ fix, so a gateway with a typo in its routes refuses to start instead of failing 
 ``GATEWAY_TOKEN_TTL``       lifetime of minted tokens in seconds, default 300
 ``GATEWAY_ALG``             ``ES256`` (default) or ``RS256``
 ``GATEWAY_UPSTREAM_TIMEOUT`` connect and read timeout towards the services, default 10
-``GATEWAY_TRUSTED_PROXIES`` client addresses whose ``X-Forwarded-For`` is believed, default none
+``GATEWAY_TRUSTED_PROXIES`` IP addresses whose ``X-Forwarded-For`` is believed, default none
+``GATEWAY_MAX_BODY_BYTES``  largest request body forwarded (413 beyond), default 1048576
+``GATEWAY_BODY_TIMEOUT``    seconds a request body may take to arrive (408 after), default 30
 =========================== ================================================================
 
 Example::
@@ -23,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -38,6 +41,8 @@ DEFAULT_AUDIENCES = "/orders=orders-service customers-service,/customers=custome
 DEFAULT_TOKEN_TTL = 300
 DEFAULT_ALG = "ES256"
 DEFAULT_UPSTREAM_TIMEOUT = 10.0
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_BODY_TIMEOUT = 30.0
 SUPPORTED_ALGS = ("ES256", "RS256")
 
 #: Paths the gateway answers itself; no route prefix may shadow them.
@@ -79,8 +84,15 @@ class GatewayConfig:
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
     trusted_proxies: tuple[str, ...] = ()
     session_ttl: int = 8 * 3600
+    #: Failed logins per user name and client address in ``login_window`` seconds, and for all
+    #: names from one address (see :mod:`.limits`).
     login_max_failures: int = 5
+    login_max_failures_per_address: int = 50
     login_window: int = 300
+    #: Request bodies: the largest forwarded, the part kept in memory, how long one may take.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_memory_bytes: int = 64 * 1024
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
     max_request_header_bytes: int = 64 * 1024
     key_check_interval: float = 1.0
     #: Longest time an edge proxy may cache a ``/_auth`` answer (``X-Accel-Expires``); 0: never.
@@ -103,6 +115,24 @@ class GatewayConfig:
             raise ConfigurationError(
                 "auth_cache_seconds: must be between 0 and 300 seconds", setting="AUTH_CACHE_SECONDS"
             )
+        if not 0 < self.max_body_bytes <= 1 << 40:
+            raise ConfigurationError(
+                "GATEWAY_MAX_BODY_BYTES: must be a positive number of bytes", setting="MAX_BODY_BYTES"
+            )
+        if not 0 < self.body_timeout <= 3600:
+            raise ConfigurationError(
+                "GATEWAY_BODY_TIMEOUT: must be a positive number of seconds (at most 3600)",
+                setting="BODY_TIMEOUT",
+            )
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_address(proxy)
+            except ValueError:
+                raise ConfigurationError(
+                    f"GATEWAY_TRUSTED_PROXIES: {proxy!r} is not an IP address; list the exact "
+                    "addresses your proxies connect from, e.g. 127.0.0.1,10.0.0.5",
+                    setting="TRUSTED_PROXIES",
+                ) from None
         if not 0 < self.upstream_timeout <= 3600:
             raise ConfigurationError(
                 "GATEWAY_UPSTREAM_TIMEOUT: must be a positive number of seconds (at most 3600)",
@@ -169,6 +199,8 @@ class GatewayConfig:
             trusted_proxies=tuple(
                 p.strip() for p in environ.get("GATEWAY_TRUSTED_PROXIES", "").split(",") if p.strip()
             ),
+            max_body_bytes=_int(environ, "GATEWAY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, "bytes"),
+            body_timeout=_float(environ, "GATEWAY_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT),
         )
 
 
@@ -276,14 +308,14 @@ def _check_upstream(prefix: str, upstream: str) -> None:
         )
 
 
-def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+def _int(environ: Mapping[str, str], name: str, default: int, unit: str = "seconds") -> int:
     raw = environ.get(name, "").strip()
     if not raw:
         return default
     try:
         return int(raw)
     except ValueError:
-        raise ConfigurationError(f"{name}: {raw!r} is not a whole number of seconds") from None
+        raise ConfigurationError(f"{name}: {raw!r} is not a whole number of {unit}") from None
 
 
 def _float(environ: Mapping[str, str], name: str, default: float) -> float:

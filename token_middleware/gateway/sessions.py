@@ -1,4 +1,4 @@
-"""Browser sessions at the gateway: a signed cookie, CSRF tokens, and a failed-login limiter.
+"""Browser sessions at the gateway: a signed cookie and CSRF tokens.
 
 What is trusted: the HMAC secret (``session-secret`` in the keys directory, the same for every
 worker). Everything read from a request is untrusted until its HMAC-SHA256 verifies with
@@ -10,10 +10,8 @@ worker). Everything read from a request is untrusted until its HMAC-SHA256 verif
 - **CSRF** (double submit, signed): a random nonce in a pre-session cookie, and in the form
   ``HMAC(secret, "csrf." + nonce)``. A cross-site page can neither read the cookie nor compute
   the HMAC.
-- **Failed-login limiter**: at most ``max_failures`` failures per client address in a sliding
-  ``window``. It lives in the process, so under gunicorn each worker counts on its own: an
-  attacker gets up to ``workers × max_failures`` tries per window. It bounds online guessing; it
-  is not a global lockout.
+
+The failed-login limit is in :mod:`.limits`.
 """
 
 from __future__ import annotations
@@ -22,9 +20,7 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -103,58 +99,3 @@ class SessionCodec:
         if not nonce or not token or len(nonce) > 128 or len(token) > 128:
             return False
         return hmac.compare_digest(token.encode("ascii", "replace"), self.csrf_token(nonce).encode())
-
-
-class LoginLimiter:
-    """Failed logins per client address in a sliding window; in-process, so per worker.
-
-    Bounded: at most ``max_clients`` addresses are tracked (least recently failed dropped first).
-    """
-
-    def __init__(
-        self,
-        *,
-        max_failures: int = 5,
-        window: float = 300.0,
-        max_clients: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.max_failures = max_failures
-        self.window = window
-        self.max_clients = max_clients
-        self.clock = clock
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _prune(self, client: str, now: float) -> deque[float] | None:
-        times = self._failures.get(client)
-        if times is None:
-            return None
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if not times:
-            del self._failures[client]
-            return None
-        return times
-
-    def retry_after(self, client: str) -> int:
-        """Seconds until ``client`` may try again; 0 when it is not blocked."""
-        now = self.clock()
-        with self._lock:
-            times = self._prune(client, now)
-            if times is None or len(times) < self.max_failures:
-                return 0
-            return max(1, int(times[0] + self.window - now + 0.999))
-
-    def failure(self, client: str) -> None:
-        """Record a failed login from ``client``."""
-        now = self.clock()
-        with self._lock:
-            times = self._prune(client, now)
-            if times is None:
-                times = deque(maxlen=self.max_failures)
-                self._failures[client] = times
-            times.append(now)
-            self._failures.move_to_end(client)
-            while len(self._failures) > self.max_clients:
-                self._failures.popitem(last=False)

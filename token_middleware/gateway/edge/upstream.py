@@ -1,59 +1,70 @@
-"""A lean HTTP/1.1 client for the gateway's upstream calls: pooled keep-alive connections and
-streamed bodies, with connect and read timeouts.
+"""The gateway's upstream calls, on urllib3: keep-alive pools, streamed bodies, strict framing.
 
-Why not urllib3 or ``http.client``: on the gateway's hot path their request building and
-``email``-based response parsing cost more Python time than the rest of a forwarded request
-together. This client sends the request head in one write and parses the response head with
-plain string operations; bodies still flow through in chunks as they arrive, both ways.
+One :class:`urllib3.HTTPConnectionPool` per upstream origin (scheme, host, port). Responses are
+streamed (``preload_content=False``) and passed on as they are (``decode_content=False``: a
+compressed body stays compressed, with its ``Content-Encoding``).
 
-What is trusted: the upstream URL (operator configuration) and the request head handed in (the
-proxy built it from checked parts). The upstream's response is parsed strictly enough that a body
-is never mis-framed: a status line ``HTTP/1.x NNN``, header lines ``name: value`` with a token
-name and no obsolete line folding, at most :data:`MAX_HEADERS` lines in :data:`MAX_HEAD_BYTES`;
-``Content-Length`` must be digits (identical when repeated); ``Transfer-Encoding`` must be exactly
-``chunked`` and never comes with a ``Content-Length``. Anything else raises
-:class:`UpstreamFailed`, and that connection is closed, never reused.
+What is trusted: the upstream URL (operator configuration) and the request handed in (the proxy
+built it from checked parts; its body is already buffered, never read from the client here).
+The upstream's answer is checked before a single byte of it is passed on, so a body is never
+mis-framed:
 
-Connections are kept per upstream (scheme, host, port), at most ``maxsize`` idle ones; beyond
-that they are closed rather than waited for. A pooled connection may have been closed by the
-upstream while idle (keep-alive timeout, worker restart). A ``GET``, ``HEAD`` or ``OPTIONS``
-without a body that meets such a connection (closed before a single byte of an answer) is sent
-once more on a fresh connection (RFC 9110 §9.2.2). Any other request is never replayed: before
-it is sent, its pooled connection is checked with a non-blocking read and replaced when closed,
-and if the upstream closes it anyway before answering, it fails with :class:`UpstreamFailed`.
+- its head must parse cleanly (``urllib3.util.response.assert_header_parsing``): a line that
+  is not a header field would otherwise turn the rest of the head into body;
+- ``Transfer-Encoding`` must be exactly ``chunked`` (once) and never comes with a
+  ``Content-Length``; ``Content-Length`` must be digits, identical when repeated;
+- interim ``1xx`` answers other than ``100 Continue`` (which the standard library skips) and
+  protocol upgrades are refused: a WSGI server cannot pass them on.
+
+Anything else raises :class:`UpstreamFailed` and that connection is closed, never reused.
+
+Connection reuse: urllib3 checks a pooled connection before each use and drops it when the
+upstream closed it or sent stray bytes while it was idle (``is_connection_dropped``). A response
+whose body was not read to the end is closed, never put back. A ``GET``, ``HEAD`` or
+``OPTIONS`` without a body whose connection breaks before any answer (the upstream closed it
+just as it was reused) is sent once more on a fresh connection (RFC 9110 §9.2.2: idempotent);
+a timeout is never retried, and a request with a body is never replayed.
 
 Errors: :class:`UpstreamUnreachable` (connect refused or failed), :class:`UpstreamTimeout`
-(connect or read timeout), :class:`UpstreamFailed` (reset, malformed response). The proxy turns
+(connect or read timeout), :class:`UpstreamFailed` (reset, malformed answer). The proxy turns
 them into 502, 504 and 502.
 
 Example::
 
     pool = UpstreamPool("http://127.0.0.1:8001", timeout=10)
-    response = pool.request("GET", b"GET /orders HTTP/1.1\\r\\nHost: ...\\r\\n\\r\\n", None, replayable=True)
+    response = pool.request("GET", "/orders", {"Accept": "*/*"})
     for chunk in response.body(64 * 1024): ...
     response.close()
 """
 
 from __future__ import annotations
 
-import re
-import socket
-import ssl
-import weakref
-from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Union
 from urllib.parse import urlsplit
 
-MAX_HEAD_BYTES = 64 * 1024
-MAX_HEADERS = 100
-MAX_CHUNK_LINE = 1024
-RECV_SIZE = 64 * 1024
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HeaderParsingError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ReadTimeoutError,
+)
+from urllib3.util import SKIP_HEADER, Retry, Timeout
+from urllib3.util.response import assert_header_parsing
 
-_FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-_FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
-_NO_BODY_STATUSES = frozenset({204, 304})
-_REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+if TYPE_CHECKING:
+    from typing_extensions import Self
+    from urllib3.connectionpool import ConnectionPool
+
+#: A request body: bytes, a readable file (already buffered, rewound), or none.
+Body = Union[bytes, IO[bytes], None]
+
+REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_MAX_LENGTH_DIGITS = 18
 
 
 class UpstreamError(Exception):
@@ -72,85 +83,30 @@ class UpstreamFailed(UpstreamError):
     """The connection broke or the upstream's answer is not well-formed HTTP/1.1."""
 
 
-class _Connection:
-    """One socket with its unread input; ``reused`` once it has carried a full exchange."""
+class _StaleConnectionRetry(Retry):
+    """urllib3's ``Retry`` for exactly one case: a bodiless idempotent request whose connection
+    broke before any answer. Timeouts are never retried (the upstream may still be working on
+    the first one); connection errors are not either (a fresh connection failed already)."""
 
-    __slots__ = ("sock", "buffer", "reused")
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: urllib3.BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        if isinstance(error, ReadTimeoutError):
+            raise error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = b""
-        self.reused = False
 
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def idle_but_closed(self, timeout: float) -> bool:
-        """True when the peer closed (or sent something) while the connection sat idle.
-
-        A non-blocking one-byte read (not a poll: under gevent a poll yields to the hub): "would
-        block" means alive and quiet; end of stream, stray bytes or an error mean unusable.
-        """
-        sock = self.sock
-        try:
-            sock.settimeout(0.0)
-            try:
-                sock.recv(1)
-            finally:
-                sock.settimeout(timeout)
-        except (BlockingIOError, ssl.SSLWantReadError):
-            return False
-        except OSError:
-            return True
-        return True
-
-    def recv(self) -> bytes:
-        """The next bytes from the socket (``b""`` at end of stream)."""
-        return self.sock.recv(RECV_SIZE)
-
-    def read_head(self) -> bytes:
-        """The response head up to and including its blank line; the rest stays buffered."""
-        data = self.buffer
-        while True:
-            end, skip = data.find(b"\r\n\r\n"), 4
-            bare = data.find(b"\n\n")  # bare LF line ends (tolerated, RFC 9112 §2.2)
-            if bare >= 0 and (end < 0 or bare < end):
-                end, skip = bare, 2
-            if end > MAX_HEAD_BYTES or (end < 0 and len(data) > MAX_HEAD_BYTES):
-                raise UpstreamFailed("response head too large")
-            if end >= 0:
-                self.buffer = data[end + skip :]
-                return data[: end + skip // 2]
-            more = self.recv()
-            if not more:
-                raise UpstreamFailed("connection closed before a complete response head")
-            data += more
-
-    def read_line(self) -> bytes:
-        """One line (for chunk sizes and trailers), without its line end."""
-        data = self.buffer
-        while True:
-            end = data.find(b"\n")
-            if end >= 0:
-                self.buffer = data[end + 1 :]
-                return data[:end].rstrip(b"\r")
-            if len(data) > MAX_CHUNK_LINE:
-                raise UpstreamFailed("chunk size line too long")
-            more = self.recv()
-            if not more:
-                raise UpstreamFailed("connection closed inside a chunked body")
-            data += more
-
-    def read_some(self, limit: int) -> bytes:
-        """Up to ``limit`` bytes: buffered ones first, else what one ``recv`` brings."""
-        data = self.buffer
-        if data:
-            self.buffer = data[limit:]
-            return data[:limit]
-        return self.sock.recv(min(limit, RECV_SIZE))
+_RETRY_ONCE = _StaleConnectionRetry(
+    total=1, connect=0, read=1, redirect=False, status=0, other=0,
+    allowed_methods=REPLAYABLE_METHODS, raise_on_redirect=False, raise_on_status=False,
+)
+_NO_RETRY = Retry(total=False, redirect=False, raise_on_redirect=False, raise_on_status=False)
 
 
 class UpstreamResponse:
@@ -160,105 +116,59 @@ class UpstreamResponse:
     end goes back to the pool, any other is closed.
     """
 
-    __slots__ = ("status", "headers", "_pool", "_conn", "_length", "_chunked", "_until_close",
-                 "_keep_alive", "_complete")
+    __slots__ = ("status", "headers", "_response", "_complete")
 
-    def __init__(
-        self,
-        pool: UpstreamPool,
-        conn: _Connection,
-        status: int,
-        headers: list[tuple[str, str]],
-        *,
-        length: int | None,
-        chunked: bool,
-        keep_alive: bool,
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self._pool = pool
-        self._conn: _Connection | None = conn
-        self._length = length
-        self._chunked = chunked
-        self._until_close = length is None and not chunked
-        self._keep_alive = keep_alive and not self._until_close
-        self._complete = length == 0
+    def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
+        self.status: int = response.status
+        #: Every header line as received (repeated names, e.g. ``Set-Cookie``, stay separate).
+        self.headers: list[tuple[str, str]] = list(response.headers.items())
+        self._response: urllib3.BaseHTTPResponse | None = response
+        self._complete = False
 
     def body(self, chunk_size: int) -> Iterator[bytes]:
-        """The body's bytes as they arrive (chunked framing removed). Raises
-        :class:`UpstreamFailed` or :class:`UpstreamTimeout` if the upstream breaks off."""
-        conn = self._conn
-        if conn is None or self._complete:
+        """The body's bytes as they arrive (chunked framing removed, content coding kept).
+        Raises :class:`UpstreamFailed` or :class:`UpstreamTimeout` if the upstream breaks off."""
+        response = self._response
+        if response is None:
             return
         try:
-            if self._chunked:
-                yield from self._chunked_body(conn, chunk_size)
-            elif self._until_close:
-                while True:
-                    data = conn.read_some(chunk_size)
-                    if not data:
-                        break
-                    yield data
+            if response.chunked:
+                for piece in response.read_chunked(chunk_size, decode_content=False):
+                    if piece:
+                        yield piece
             else:
-                remaining = self._length or 0
-                while remaining > 0:
-                    data = conn.read_some(min(chunk_size, remaining))
-                    if not data:
-                        raise UpstreamFailed("connection closed inside the response body")
-                    remaining -= len(data)
-                    yield data
-        except socket.timeout:
+                while True:
+                    piece = response.read1(chunk_size, decode_content=False)
+                    if not piece:
+                        break
+                    yield piece
+        except ReadTimeoutError:
             raise UpstreamTimeout("timed out reading the response body") from None
-        except OSError as exc:
-            raise UpstreamFailed(f"connection broke in the response body ({type(exc).__name__})") from None
+        except (HTTPError, OSError) as exc:
+            raise UpstreamFailed(f"the response body broke off ({type(exc).__name__})") from None
         self._complete = True
 
-    @staticmethod
-    def _chunked_body(conn: _Connection, chunk_size: int) -> Iterator[bytes]:
-        while True:
-            line = conn.read_line()
-            size_text = line.split(b";", 1)[0].strip()
-            if not size_text or len(size_text) > 16 or not _HEX.issuperset(size_text):
-                raise UpstreamFailed("malformed chunk size")
-            remaining = int(size_text, 16)
-            if remaining == 0:
-                break
-            while remaining > 0:
-                data = conn.read_some(min(chunk_size, remaining))
-                if not data:
-                    raise UpstreamFailed("connection closed inside a chunk")
-                remaining -= len(data)
-                yield data
-            if conn.read_line():
-                raise UpstreamFailed("chunk not followed by a line end")
-        trailers = 0
-        while conn.read_line():  # trailer fields are dropped
-            trailers += 1
-            if trailers > MAX_HEADERS:
-                raise UpstreamFailed("too many trailer fields")
-
-    def __del__(self) -> None:
-        # Dropped without close() (a WSGI server must call it; a test client may not).
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
     def close(self) -> None:
-        """Return the connection to the pool when reusable, else close it. Idempotent."""
-        conn, self._conn = self._conn, None
-        if conn is None:
+        """Back to the pool when the body was read to the end, else closed. Idempotent."""
+        response, self._response = self._response, None
+        if response is None:
             return
-        if self._complete and self._keep_alive and not conn.buffer:
-            conn.reused = True
-            self._pool.release(conn)
-        else:
-            conn.close()
+        if not self._complete:
+            response.close()  # closes the connection: unread bytes never meet the next request
+        response.release_conn()
+
+    def __del__(self) -> None:  # dropped without close() (a test client may do that)
+        response, self._response = self._response, None
+        if response is not None:
+            response.close()
 
 
 class UpstreamPool:
-    """Keep-alive connections to one upstream origin; safe to share between threads.
+    """Keep-alive connections to one upstream origin (urllib3); safe to share between threads.
 
     ``timeout`` is the connect timeout and the timeout of every send and receive, in seconds.
+    ``maxsize`` connections are kept; beyond that, extra ones are opened and closed rather than
+    waited for.
     """
 
     def __init__(self, url: str, *, timeout: float, maxsize: int = 32) -> None:
@@ -268,217 +178,94 @@ class UpstreamPool:
         self.scheme = parts.scheme
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        #: The ``Host`` header for this upstream (as written in the URL, without userinfo).
-        self.host_header = parts.netloc.rpartition("@")[2]
         self.timeout = timeout
         self.maxsize = maxsize
-        self._tls = ssl.create_default_context() if parts.scheme == "https" else None
-        self._idle: deque[_Connection] = deque()
-        self._closed = False
-        # A pool dropped without close() (a test's throw-away app) still closes its sockets.
-        weakref.finalize(self, _close_all, self._idle)
+        pool_class = urllib3.HTTPSConnectionPool if parts.scheme == "https" else urllib3.HTTPConnectionPool
+        self._pool = pool_class(
+            self.host, self.port, maxsize=maxsize, block=False, retries=_NO_RETRY,
+            timeout=Timeout(connect=timeout, read=timeout),
+        )
 
-    # -- connections --------------------------------------------------------------------------
-
-    def _connect(self) -> _Connection:
-        try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
-        except socket.timeout:
-            raise UpstreamTimeout("timed out connecting") from None
-        except OSError as exc:
-            raise UpstreamUnreachable(f"cannot connect ({type(exc).__name__})") from None
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._tls is not None:
-                sock = self._tls.wrap_socket(sock, server_hostname=self.host)
-        except socket.timeout:
-            sock.close()
-            raise UpstreamTimeout("timed out in the TLS handshake") from None
-        except OSError as exc:
-            sock.close()
-            raise UpstreamUnreachable(f"TLS handshake failed ({type(exc).__name__})") from None
-        return _Connection(sock)
-
-    def _checkout(self, check: bool) -> _Connection:
-        """A pooled connection (checked for a close while idle when ``check``) or a new one."""
-        while True:
-            try:
-                conn = self._idle.pop()  # most recently used first: likeliest to be alive
-            except IndexError:
-                return self._connect()
-            if check and conn.idle_but_closed(self.timeout):
-                conn.close()
-                continue
-            return conn
-
-    def release(self, conn: _Connection) -> None:
-        """Keep ``conn`` for the next request (or close it when the pool is full or closed)."""
-        if self._closed or len(self._idle) >= self.maxsize:
-            conn.close()
-        else:
-            self._idle.append(conn)
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        return self.scheme, self.host, self.port
 
     def close(self) -> None:
         """Close every idle connection; connections in use are closed when released."""
-        self._closed = True
-        _close_all(self._idle)
+        self._pool.close()
 
     def idle_connections(self) -> int:
-        """How many connections wait in the pool (for tests and metrics)."""
-        return len(self._idle)
-
-    # -- one exchange -------------------------------------------------------------------------
+        """How many open connections wait in the pool (for tests and metrics)."""
+        queue = self._pool.pool
+        if queue is None:
+            return 0
+        return sum(1 for conn in list(queue.queue) if conn is not None and conn.sock is not None)
 
     def request(
-        self,
-        method: str,
-        head: bytes,
-        body: Iterable[bytes] | None,
-        *,
-        replayable: bool,
+        self, method: str, target: str, headers: Mapping[str, str], body: Body = None
     ) -> UpstreamResponse:
-        """Send ``head`` (request line and headers, ending in a blank line) and ``body`` (already
-        framed: raw bytes for ``Content-Length``, chunk-encoded pieces for chunked), and read the
-        response head.
+        """Send one request (``target``: the path and query) and read the answer's head.
 
-        ``replayable``: the request may be sent a second time if a reused connection turns out
-        to be closed before any byte of an answer (only for bodiless ``GET``/``HEAD``/``OPTIONS``).
+        ``headers`` must not hold ``Host`` (the pool's own) nor any body framing but the
+        ``Content-Length`` of ``body``; ``User-Agent`` is not added when the client sent none.
         """
-        replayable = replayable and method in _REPLAYABLE_METHODS and body is None
-        # A replayable request skips the idle check (three system calls): if the connection
-        # turns out to be closed, the request is simply sent again on a new one.
-        conn = self._checkout(check=not replayable)
+        headers = dict(headers)
+        headers.setdefault("User-Agent", SKIP_HEADER)
+        headers.setdefault("Accept-Encoding", SKIP_HEADER)
+        retries = _RETRY_ONCE if body is None and method in REPLAYABLE_METHODS else _NO_RETRY
         try:
-            return self._exchange(conn, method, head, body)
-        except _StaleConnection:
-            conn.close()
-            if not replayable:
-                raise UpstreamFailed("the upstream closed the connection without answering") from None
-        return self._exchange(self._connect(), method, head, None)  # a fresh one is never stale
-
-    def _exchange(
-        self, conn: _Connection, method: str, head: bytes, body: Iterable[bytes] | None
-    ) -> UpstreamResponse:
+            response = self._pool.urlopen(
+                method, target, body=body, headers=headers, retries=retries, redirect=False,
+                assert_same_host=False, release_conn=False, preload_content=False,
+                decode_content=False, enforce_content_length=True,
+            )
+        except MaxRetryError as exc:
+            raise _translate(exc.reason or exc) from None
+        except (HTTPError, OSError) as exc:
+            raise _translate(exc) from None
         try:
-            try:
-                _send(conn.sock, head)
-                if body is not None:
-                    for piece in body:
-                        if piece:
-                            _send(conn.sock, piece)
-                first = conn.recv()
-            except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
-                if conn.reused:
-                    raise _StaleConnection from None
-                raise
-            if not first:
-                if conn.reused:
-                    raise _StaleConnection
-                raise UpstreamFailed("connection closed before a response")
-            conn.buffer = first
-            while True:
-                status, headers, length, chunked, keep_alive = _parse_head(conn.read_head(), method)
-                if status >= 200 or status == 101:
-                    break
-                # 1xx interim answers (100 Continue, 103 Early Hints) are not passed on.
-            if status == 101:
-                raise UpstreamFailed("protocol upgrades are not forwarded")
-        except _StaleConnection:
+            check_framing(response, method)
+        except UpstreamFailed:
+            response.close()
+            response.release_conn()
             raise
-        except UpstreamError:
-            conn.close()
-            raise
-        except socket.timeout:
-            conn.close()
-            raise UpstreamTimeout("timed out waiting for the response") from None
-        except OSError as exc:
-            conn.close()
-            raise UpstreamFailed(f"connection broke ({type(exc).__name__})") from None
-        except BaseException:  # e.g. the client's body could not be read: never pool this one
-            conn.close()
-            raise
-        response = UpstreamResponse(
-            self, conn, status, headers, length=length, chunked=chunked, keep_alive=keep_alive
-        )
-        if length == 0:
-            response.close()  # nothing to read: back to the pool at once
-        return response
+        return UpstreamResponse(response)
 
 
-def _send(sock: socket.socket, data: bytes) -> None:
-    """``sock.sendall(data)``, in one plain ``send`` when it all fits (gevent's ``sendall``
-    asks the socket for its buffer size on every call)."""
-    sent = sock.send(data)
-    if sent < len(data):
-        sock.sendall(memoryview(data)[sent:])
-
-
-def _close_all(idle: deque[_Connection]) -> None:
-    while True:
+def check_framing(response: urllib3.BaseHTTPResponse, method: str) -> None:
+    """Refuse an answer whose body framing is not exactly one of HTTP/1.1's unambiguous ones."""
+    status = response.status
+    if status < 200:
+        raise UpstreamFailed(f"interim or upgrade answer {status} is not forwarded")
+    original = getattr(response, "_original_response", None)  # the http.client response
+    if original is not None:
         try:
-            idle.pop().close()
-        except IndexError:
-            return
-
-
-class _StaleConnection(Exception):
-    """A reused connection was closed by the upstream before any byte of an answer."""
-
-
-def _parse_head(
-    head: bytes, method: str
-) -> tuple[int, list[tuple[str, str]], int | None, bool, bool]:
-    """Status, headers, body length (``None``: chunked or until close), chunked, keep-alive."""
-    lines = head.decode("latin-1").split("\n")
-    status_line = lines[0].rstrip("\r")
-    if (
-        len(status_line) < 12
-        or not status_line.startswith("HTTP/1.")
-        or status_line[8] != " "
-        or not status_line[9:12].isdigit()
-        or status_line[12:13] not in ("", " ")
-    ):
-        raise UpstreamFailed("malformed status line")
-    http10 = status_line[7] == "0"
-    status = int(status_line[9:12])
-    if len(lines) > MAX_HEADERS + 2:
-        raise UpstreamFailed("too many response header fields")
-    headers: list[tuple[str, str]] = []
-    content_length: str | None = None
-    transfer_encoding: str | None = None
-    connection = ""
-    is_name = _FIELD_NAME.match
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not is_name(name):
-            if line == "" or line == "\r":
-                continue  # the blank line ending the head
-            raise UpstreamFailed("malformed response header field")  # includes obsolete folding
-        value = value.strip(" \t\r")
-        lower = name.lower()
-        if lower in _FRAMING:
-            if lower == "content-length":
-                if content_length is not None and content_length != value:
-                    raise UpstreamFailed("conflicting Content-Length")
-                content_length = value
-            elif lower == "transfer-encoding":
-                transfer_encoding = value if transfer_encoding is None else f"{transfer_encoding},{value}"
-            else:
-                connection = f"{connection},{value}" if connection else value
-        headers.append((name, value))
-    keep_alive = not http10 and "close" not in {t.strip().lower() for t in connection.split(",")}
-    if method == "HEAD" or status < 200 or status in _NO_BODY_STATUSES:
-        return status, headers, 0, False, keep_alive
-    if transfer_encoding is not None:
-        if content_length is not None:
+            assert_header_parsing(original.msg)
+        except HeaderParsingError:
+            raise UpstreamFailed("malformed response header field") from None
+    headers = response.headers  # (a value with CR, LF or NUL is never passed on: .wire)
+    codings = headers.getlist("Transfer-Encoding")
+    lengths = headers.getlist("Content-Length")
+    if codings:
+        if lengths:
             raise UpstreamFailed("both Transfer-Encoding and Content-Length")
-        if transfer_encoding.strip().lower() != "chunked":
+        if len(codings) != 1 or codings[0].strip().lower() != "chunked":
             raise UpstreamFailed("unsupported Transfer-Encoding")
-        return status, headers, None, True, keep_alive
-    if content_length is not None:
-        values = {v.strip() for v in content_length.split(",")}  # "5, 5" is allowed, "5, 6" not
+    if lengths:
+        values = {v.strip() for line in lengths for v in line.split(",")}
         length = values.pop() if len(values) == 1 else ""
-        if not length.isdigit() or not length.isascii() or len(length) > 18:
-            raise UpstreamFailed("malformed Content-Length")
-        return status, headers, int(length), False, keep_alive
-    return status, headers, None, False, False
+        if not (length.isascii() and length.isdigit()) or len(length) > _MAX_LENGTH_DIGITS:
+            raise UpstreamFailed("malformed or conflicting Content-Length")
+
+
+def _translate(exc: BaseException) -> UpstreamError:
+    """urllib3's and the socket's errors as the gateway's three kinds (messages without data)."""
+    if isinstance(exc, UpstreamError):
+        return exc
+    if isinstance(exc, NewConnectionError):  # a subclass of ConnectTimeoutError: first
+        return UpstreamUnreachable("cannot connect")
+    if isinstance(exc, ConnectTimeoutError):
+        return UpstreamTimeout("timed out connecting")
+    if isinstance(exc, (ReadTimeoutError, TimeoutError)):
+        return UpstreamTimeout("timed out waiting for the response")
+    return UpstreamFailed(f"the upstream failed ({type(exc).__name__})")
