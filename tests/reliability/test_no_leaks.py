@@ -251,6 +251,16 @@ def test_debug_logs_of_a_full_run_hold_no_token_bytes(run: Run, report: Any) -> 
         assert not re.search(r"Basic\s+[A-Za-z0-9+/=]{8,}", text), f"{name}'s log contains a Basic credential"
 
 
+def test_the_audit_log_was_written_and_is_in_the_scan(run: Run) -> None:
+    # The scan above covers the token_middleware.audit lines only if they were written: the five
+    # refused tokens sent straight at each service each left one, with a reason and no token.
+    for name in ("orders", "customers"):
+        lines = [line for line in run.logs[name].splitlines() if " INFO token_middleware.audit " in line]
+        assert len(lines) >= 5, f"{name} wrote {len(lines)} audit lines"
+        reasons = set(re.findall(r"reason=([a-z_]+)", "\n".join(lines)))
+        assert {"unknown_key", "signature", "audience"} <= reasons, reasons
+
+
 def test_token_never_reaches_a_host_outside_forward_to(run: Run) -> None:
     assert run.trap_direct, "the untrusted downstream was never called: the test would prove nothing"
     for received in run.trap_direct:
