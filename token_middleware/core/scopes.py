@@ -1,8 +1,19 @@
 """Scopes: reading them from claims and enforcing them.
 
 Scopes come only from a validated token's claims named in ``SCOPE_CLAIMS``: a space-delimited
-string (RFC 8693 ``scope``) or a list of strings (``scp``). Anything else in those claims is
-ignored rather than guessed at.
+string (RFC 8693 ``scope``) or a list of strings (``scp``, Keycloak's roles, Entra's ``roles``).
+Each list item is one scope, whole: a role named ``"orders admin"`` is never read as the two
+scopes ``orders`` and ``admin``; it is ignored, since no requirement can name it (required scopes
+have no spaces). Anything else in those claims is ignored rather than guessed at.
+
+A ``SCOPE_CLAIMS`` entry may be a dotted path into nested objects
+(``realm_access.roles``, ``resource_access.orders-service.roles``), resolved by
+:func:`claim_value`: a top-level claim named exactly like the entry is read first, so namespaced
+claims such as ``https://example.com/roles`` work as they are; then the path is walked, and at
+each level the longest member name that matches the next dot-separated part wins, so a member
+with dots in its name (a client id such as ``orders.example.com``) is found too. The trust is
+the token's: these claims were signed by (or introspected from) a trusted issuer, and nothing
+here is read before the token passed every check.
 
 A requirement is "any of all of": a tuple of alternatives, each a tuple of scopes that must all
 be present. ``require_scopes("a", "b")`` is ``(("a", "b"),)``; ``require_any_scope("a", "b")`` is
@@ -19,18 +30,66 @@ from .errors import ConfigurationError, InsufficientScope, MissingToken
 from .token import AccessToken
 
 
+#: Deepest nesting a dotted ``SCOPE_CLAIMS`` path may reach.
+MAX_PATH_DEPTH = 8
+
+
+def claim_value(claims: Mapping[str, Any], name: str) -> Any:
+    """The value ``name`` designates in ``claims``, or ``None`` when there is none.
+
+    ``name`` is a top-level claim when ``claims`` has a member of exactly that name; otherwise
+    it is a dotted path, walked through nested JSON objects. At each level the longest member
+    name made of the next dot-separated parts wins (no backtracking), so for
+    ``resource_access.orders.example.com.roles`` the member ``orders.example.com`` is found.
+    A path through something that is not an object, or deeper than :data:`MAX_PATH_DEPTH`,
+    designates nothing.
+    """
+    value = claims.get(name)
+    if value is not None or "." not in name or name in claims:
+        return value
+    parts = name.split(".")
+    if "" in parts:
+        return None
+    node: Any = claims
+    start = depth = 0
+    while start < len(parts):
+        if not isinstance(node, Mapping) or depth >= MAX_PATH_DEPTH:
+            return None
+        for end in range(len(parts), start, -1):
+            key = ".".join(parts[start:end])
+            if key in node:
+                node, start, depth = node[key], end, depth + 1
+                break
+        else:
+            return None
+    return node
+
+
+def scope_value_is_valid(value: Any) -> bool:
+    """Whether a scope claim's value has an accepted type: absent, a string or a list of strings."""
+    return value is None or isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(item, str) for item in value)
+    )
+
+
 def parse_scopes(claims: Mapping[str, Any], scope_claims: Iterable[str]) -> frozenset[str]:
-    """The union of the scopes found in ``scope_claims``."""
+    """The union of the scopes found in ``scope_claims`` (names or dotted paths).
+
+    A string is split on whitespace (RFC 6749 §3.3); each string of a list is one scope, whole,
+    and a list item with whitespace in it is ignored.
+    """
     found: set[str] = set()
     for name in scope_claims:
-        value = claims.get(name)
+        value = claim_value(claims, name)
         if isinstance(value, str):
             found.update(value.split())
         elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, str):
-                    found.update(item.split())
+            found.update(item for item in value if isinstance(item, str) and item and not _has_space(item))
     return frozenset(found)
+
+
+def _has_space(item: str) -> bool:
+    return not item.isprintable() or any(c.isspace() for c in item)
 
 
 def normalise_required(scopes: Iterable[str]) -> tuple[str, ...]:

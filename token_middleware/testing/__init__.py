@@ -4,7 +4,12 @@ Trusted: nothing leaves the machine. :func:`create_issuer` generates a fresh sig
 its public half as a JWKS file, and points the settings at that file (``PUBLIC_KEYS``), so the
 service under test validates real signed tokens without any network. The pytest plugin
 (:mod:`token_middleware.testing.pytest_plugin`, registered through the ``pytest11`` entry point)
-wraps this module in fixtures: ``token_issuer`` and ``make_token``.
+wraps this module in fixtures: ``token_issuer``, ``make_token`` and ``introspection_endpoint``.
+
+For tokens from elsewhere: :class:`~token_middleware.testing.servers.LoopbackJWKS` serves keys
+over loopback HTTP (with discovery), :class:`~token_middleware.testing.servers.LoopbackIntrospection`
+is an RFC 7662 endpoint for opaque tokens, and :func:`~token_middleware.testing.signing.sign_exact`
+signs a token under exactly the header you give (no ``typ``, as Okta's and Cognito's have none).
 
 This module imports no web framework at import time; the Django helpers import Django only when
 called.
@@ -25,7 +30,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.issuer import SigningKey, TokenIssuer, jwks_document
+from ..core.token import act_claim
 from ..core.settings import PREFIX
+from .servers import LoopbackIntrospection, LoopbackJWKS
+from .signing import sign_exact
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -34,11 +42,14 @@ __all__ = [
     "DEFAULT_AUDIENCE",
     "DEFAULT_ISSUER_URL",
     "LocalIssuer",
+    "LoopbackIntrospection",
+    "LoopbackJWKS",
     "bearer",
     "configure_flask",
     "create_issuer",
     "django_settings",
     "override_django_settings",
+    "sign_exact",
 ]
 
 DEFAULT_ISSUER_URL = "https://issuer.test"
@@ -90,6 +101,7 @@ class LocalIssuer:
         alg: str | None = None,
         unknown_key: bool = False,
         headers: Mapping[str, Any] | None = None,
+        act: str | Sequence[str] | Mapping[str, Any] | None = None,
         **claims: Any,
     ) -> str:
         """A signed access token; every variant a test needs is one argument away.
@@ -97,10 +109,17 @@ class LocalIssuer:
         ``audience`` (default: this issuer's), ``expired=True``, ``not_yet_valid=True``,
         ``issuer="https://other.example"`` (the ``iss`` claim), ``typ="JWT"`` (the header),
         ``alg="none"`` / any header via ``headers``, ``unknown_key=True`` (signed by a key the
-        service does not know). Extra ``claims`` are added; a claim set to ``None`` is removed.
+        service does not know). ``act=["orders-service", "gateway"]``: an exchanged token's actor
+        chain, nearest first (nested ``act`` claims, RFC 8693 §4.1); a mapping is used as the
+        claim as it is (for malformed chains). Extra ``claims`` are added; a claim set to
+        ``None`` is removed.
         """
         now = int(time.time())
         extra: dict[str, Any] = dict(claims)
+        if act is not None:
+            extra["act"] = dict(act) if isinstance(act, Mapping) else act_claim(
+                [act] if isinstance(act, str) else list(act)
+            )
         if expired:
             extra.setdefault("iat", now - 2 * _EXPIRED_BY)
             extra.setdefault("exp", now - _EXPIRED_BY)

@@ -10,7 +10,12 @@ Fixtures:
 ``make_token``
     ``make_token(sub="alice", scopes=["orders:read"], **claims)`` mints a signed token from
     ``token_issuer``; ``expired=True``, ``audience="other"``, ``typ="JWT"``,
-    ``unknown_key=True`` … give the usual bad variants.
+    ``unknown_key=True`` … give the usual bad variants; ``act=["orders-service"]`` an
+    exchanged token's actor chain, nearest first.
+``introspection_endpoint``
+    A started :class:`~token_middleware.testing.servers.LoopbackIntrospection` (an RFC 7662
+    endpoint on loopback), stopped after the test: ``endpoint.issue(scope=…)`` makes an opaque
+    token, ``endpoint.settings()`` the settings that point a service at it.
 ``token_audience`` / ``token_issuer_url``
     The audience and issuer URL ``token_issuer`` uses; override them in your ``conftest.py``
     (any scope) to match your service, e.g. ``"orders-service"``.
@@ -22,13 +27,14 @@ installed, so it imports nothing heavy at module level and no web framework at a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     from . import LocalIssuer
+    from .servers import LoopbackIntrospection
 
 
 @pytest.fixture
@@ -65,3 +71,12 @@ def token_issuer(token_issuer_keys: LocalIssuer, token_issuer_url: str, token_au
 def make_token(token_issuer: LocalIssuer) -> Callable[..., str]:
     """``make_token(sub=..., scopes=..., **claims)``: a signed token from ``token_issuer``."""
     return token_issuer.mint
+
+
+@pytest.fixture
+def introspection_endpoint() -> Iterator[LoopbackIntrospection]:
+    """An RFC 7662 introspection endpoint on loopback, for opaque tokens; stopped after the test."""
+    from .servers import LoopbackIntrospection
+
+    with LoopbackIntrospection() as endpoint:
+        yield endpoint
