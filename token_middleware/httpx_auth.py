@@ -1,8 +1,8 @@
 """Propagate the current access token on calls made with httpx.
 
-:class:`PropagateTokenAuth` is an ``httpx.Auth`` whose flow does no I/O, so one instance serves
-both ``httpx.Client`` and ``httpx.AsyncClient``. At call time it reads the token of the request
-being handled (:func:`token_middleware.core.context.get_current_token`) and adds
+:class:`PropagateTokenAuth` is an ``httpx.Auth`` that serves both ``httpx.Client`` and
+``httpx.AsyncClient``. At call time it reads the token of the request being handled
+(:func:`token_middleware.core.context.get_current_token`) and adds
 ``Authorization: Bearer <token>`` when the destination is in the ``FORWARD_TO`` allowlist, no
 proxy would carry the call in clear, and the request has no ``Authorization`` of its own
 (rules: :mod:`token_middleware.core.forwarding`)::
@@ -12,6 +12,14 @@ proxy would carry the call in clear, and the request has no ``Authorization`` of
         client.get("http://customers:8002/customers/whoami")
     async with httpx.AsyncClient(auth=auth) as client:
         await client.get("http://customers:8002/customers/whoami")
+
+Exchange (``FORWARD_TO`` entry ``host:port=audience``): the request carries a token exchanged
+for that audience instead (:mod:`token_middleware.core.exchange`), cached per token and
+audience. The flow does I/O only for a cold exchange: ``Client`` makes it on the calling
+thread; ``AsyncClient`` awaits it without blocking the event loop (it runs in the loop's
+default executor, shared with every other caller of the same token and audience). A failed
+exchange raises :class:`~token_middleware.core.exchange.ExchangeFailed` out of the call, and
+nothing is sent.
 
 Which allowlist: ``forward_to`` given by hand wins; ``None`` (the default) means, on each call,
 the ``FORWARD_TO`` of the settings that validated the current token, and outside a request
@@ -35,14 +43,20 @@ URL is not trusted. Nothing is logged but the decision and the hosts.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
 import httpcore
 import httpx
 
 from .core import forwarding
-from .core.forwarding import AllowlistSource, ForwardTo, HostAllowlist, authorization_for
+from .core.forwarding import (
+    AllowlistSource,
+    ForwardTo,
+    HostAllowlist,
+    authorization_for,
+    authorization_for_async,
+)
 
 try:  # httpx's own reading of the environment, and its mount patterns
     from httpx._utils import URLPattern, get_environment_proxies
@@ -132,6 +146,17 @@ class PropagateTokenAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         url = request.url
         value = authorization_for(
+            str(url), request.headers, self.source.current(),
+            proxy_for=lambda _: environment_proxy(url),
+        )
+        yield request if value is None else with_authorization(request, value)
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        yield from self.auth_flow(request)
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        url = request.url
+        value = await authorization_for_async(
             str(url), request.headers, self.source.current(),
             proxy_for=lambda _: environment_proxy(url),
         )

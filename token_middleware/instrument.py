@@ -25,7 +25,10 @@ What is patched (only for the libraries that are importable):
 
 The rules (which allowlist, exact host and port, no token in clear through a proxy, the
 caller's header wins, no token no header, only hosts are logged) are those of
-:mod:`token_middleware.core.forwarding`. ``forward_to=None`` (the default) means, on each call,
+:mod:`token_middleware.core.forwarding`. So is token exchange: a host listed as
+``host:port=audience`` gets a token exchanged for that audience (``httpx.AsyncClient`` awaits a
+cold exchange without blocking the loop), and a failed exchange raises
+:class:`~token_middleware.core.exchange.ExchangeFailed` before anything is sent. ``forward_to=None`` (the default) means, on each call,
 the ``FORWARD_TO`` of the settings that validated the current token, and outside a request
 ``TOKEN_MIDDLEWARE_FORWARD_TO`` as it was at :func:`instrument`. Example, in the service's
 start-up code::
@@ -47,7 +50,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .core.forwarding import AllowlistSource, ForwardTo, HostAllowlist, authorization_for
+from .core.forwarding import (
+    AllowlistSource,
+    ForwardTo,
+    HostAllowlist,
+    authorization_for,
+    authorization_for_async,
+)
 
 __all__ = ["Instrumentor", "active_instrumentor", "instrument", "uninstrument"]
 
@@ -111,9 +120,15 @@ def _httpx_patches() -> list[_Patch]:
         return []
     from .httpx_auth import client_proxy, with_authorization
 
-    def decide(client: httpx.Client | httpx.AsyncClient, request: httpx.Request, allow: AllowlistSource) -> str | None:
+    def decide(client: httpx.Client, request: httpx.Request, allow: AllowlistSource) -> str | None:
         url = request.url
         return authorization_for(
+            str(url), request.headers, allow.current(), proxy_for=lambda _: client_proxy(client, url)
+        )
+
+    async def decide_async(client: httpx.AsyncClient, request: httpx.Request, allow: AllowlistSource) -> str | None:
+        url = request.url
+        return await authorization_for_async(
             str(url), request.headers, allow.current(), proxy_for=lambda _: client_proxy(client, url)
         )
 
@@ -130,7 +145,7 @@ def _httpx_patches() -> list[_Patch]:
     def async_client_send(original: Any, allow: AllowlistSource) -> Callable[..., Any]:
         @functools.wraps(original)
         async def wrapper(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> Any:
-            value = decide(self, request, allow)
+            value = await decide_async(self, request, allow)
             if value is not None:
                 request = with_authorization(request, value)
             return await original(self, request, **kwargs)

@@ -10,6 +10,13 @@ a session that uses it on every call::
     session = propagating_session()              # FORWARD_TO of the current request's settings
     session.get("http://customers:8002/customers/whoami")   # carries the caller's token
 
+Exchange: a host listed as ``host:port=audience`` gets, instead of the caller's token, one
+exchanged for that audience at the token endpoint (:mod:`token_middleware.core.exchange`),
+cached per token and audience and shared by every client of the app. The first call for a
+(token, audience) pair makes the exchange on the calling thread; concurrent calls wait for that
+one. A failed exchange raises :class:`~token_middleware.core.exchange.ExchangeFailed` from the
+call and nothing is sent: there is no fallback to the caller's token.
+
 Which allowlist: ``forward_to`` given by hand wins; ``None`` (the default) means, on each call,
 the ``FORWARD_TO`` of the settings that validated the current token (environment, Flask
 ``app.config`` or Django's ``TOKEN_MIDDLEWARE``), and outside a request
@@ -155,7 +162,8 @@ def strip_disallowed_hop(
     allowlist: HostAllowlist,
     proxy_for: ProxyLookup | None = None,
 ) -> None:
-    """Remove the current token from a request whose destination may not carry it.
+    """Remove the current token (or one exchanged for it) from a request whose destination may
+    not carry it.
 
     Whoever put the token there; any other ``Authorization`` is left alone. ``proxy_for``:
     the proxy the request would go through (``None``: only the allowlist is checked).

@@ -30,6 +30,15 @@ opt-in instrumentation (:mod:`token_middleware.instrument`) all decide through
 - **The caller wins.** If the outgoing request already has an ``Authorization`` header (set by
   hand or by another auth object), it is never overwritten.
 - **No current token, no header.**
+- **Exchange where an entry names an audience.** A host listed as ``host:port=audience`` gets,
+  instead of the current token, one exchanged for that audience (RFC 8693) by the
+  :class:`~token_middleware.core.exchange.TokenExchanger` of the settings that validated the
+  current token (:func:`exchanger_for`: one per settings object, so every client of an app
+  shares its cache). Decided first, exchanged second: a host the rules refuse costs no
+  exchange. A failed exchange raises
+  :class:`~token_middleware.core.exchange.ExchangeFailed` and the call is not made; it never
+  falls back to the current token. Sync clients call :func:`authorization_for`, async ones
+  :func:`authorization_for_async`, which never blocks the event loop.
 
 Trusted: the entries (they come from the deployer's settings), the current token (the validator
 accepted it) and the settings bound with it. Not trusted: the destination URL, which may come
@@ -49,28 +58,35 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import threading
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 from urllib.parse import urlsplit
 
 from .context import get_current_settings, get_current_token
-from .hosts import DEFAULT_PORTS, ENV_NAME, Destination, HostAllowlist, destination, display
+from .exchange import ExchangeUnavailable, TokenExchanger
+from .hosts import DEFAULT_PORTS, ENV_NAME, Destination, HostAllowlist, HostEntry, destination, display
+from .settings import Settings
 from .token import AccessToken
 
 __all__ = [
     "DEFAULT_PORTS",
     "ENV_NAME",
     "AllowlistSource",
+    "Carry",
     "ForwardTo",
     "HostAllowlist",
     "ProxyLookup",
     "authorization_for",
+    "authorization_for_async",
     "bearer_value",
     "carries_current_token",
+    "decide",
     "destination",
     "environment_has_proxies",
     "environment_proxy",
+    "exchanger_for",
     "may_carry_token",
     "proxy_display",
 ]
@@ -187,16 +203,18 @@ def may_carry_token(url: str, allowlist: HostAllowlist, *, proxy_for: ProxyLooku
     A refusal is logged with the host: at DEBUG when the host is not listed, at WARNING for a
     proxy, with the proxy's host.
     """
-    return _may_carry(url, destination(url), allowlist, proxy_for)
+    return _entry_to_carry(url, destination(url), allowlist, proxy_for) is not None
 
 
-def _may_carry(
+def _entry_to_carry(
     url: str, dest: Destination | None, allowlist: HostAllowlist, proxy_for: ProxyLookup | None
-) -> bool:
-    if dest is None or not allowlist.permits_destination(dest):
+) -> HostEntry | None:
+    """The allowlist entry ``url`` falls under when it may carry a token, else ``None``."""
+    entry = allowlist.entry_for(dest)
+    if entry is None:
         logger.debug("token not forwarded to %s: not in FORWARD_TO", display(dest))
-        return False
-    if dest[0] == "http" and proxy_for is not None:
+        return None
+    if dest is not None and dest[0] == "http" and proxy_for is not None:
         proxy = proxy_for(url)
         if proxy:
             logger.warning(
@@ -206,8 +224,8 @@ def _may_carry(
                 display(dest),
                 proxy_display(proxy),
             )
-            return False
-    return True
+            return None
+    return entry
 
 
 def bearer_value(token: AccessToken) -> str:
@@ -226,17 +244,26 @@ def _has_authorization(headers: Mapping[Any, Any] | None) -> bool:
     return False
 
 
-def authorization_for(
+class Carry(NamedTuple):
+    """What an outgoing request carries: the current ``token``, exchanged for ``audience`` first
+    unless that is ``None``; ``dest`` is where the request goes (for logs)."""
+
+    token: AccessToken
+    audience: str | None
+    dest: Destination | None
+
+
+def decide(
     url: str,
     existing_headers: Mapping[Any, Any] | None,
     allowlist: HostAllowlist,
     *,
     proxy_for: ProxyLookup | None = environment_proxy,
-) -> str | None:
-    """The ``Authorization`` value to add to a request for ``url``, or ``None`` to add nothing.
+) -> Carry | None:
+    """Whether a request for ``url`` carries a token, and which: no I/O, no exchange yet.
 
-    ``"Bearer <current token>"`` only when there is a current token, ``existing_headers`` (any
-    mapping; names compared case-insensitively) has no ``Authorization`` of its own, and
+    A :class:`Carry` only when there is a current token, ``existing_headers`` (any mapping;
+    names compared case-insensitively) has no ``Authorization`` of its own, and
     :func:`may_carry_token` allows the destination. ``proxy_for`` says which proxy the client
     would use (default: :func:`environment_proxy`; ``None``: the client connects directly).
     Logs the decision and the destination host, never the token.
@@ -249,21 +276,108 @@ def authorization_for(
     if _has_authorization(existing_headers):
         logger.debug("Authorization set by the caller kept for %s", display(dest))
         return None
-    if not _may_carry(url, dest, allowlist, proxy_for):
+    entry = _entry_to_carry(url, dest, allowlist, proxy_for)
+    if entry is None:
         return None
-    logger.debug("token forwarded to %s (jti=%s)", display(dest), token.jti)
-    return bearer_value(token)
+    return Carry(token, entry.audience, dest)
+
+
+def authorization_for(
+    url: str,
+    existing_headers: Mapping[Any, Any] | None,
+    allowlist: HostAllowlist,
+    *,
+    proxy_for: ProxyLookup | None = environment_proxy,
+) -> str | None:
+    """The ``Authorization`` value to add to a request for ``url``, or ``None`` to add nothing.
+
+    ``"Bearer <current token>"`` when :func:`decide` says the request carries it; for a host
+    whose entry names an audience, ``"Bearer <the token exchanged for it>"``, exchanged now if
+    not cached (blocking). Raises :class:`~token_middleware.core.exchange.ExchangeFailed` when
+    the exchange fails: the caller must not send the request.
+    """
+    carry = decide(url, existing_headers, allowlist, proxy_for=proxy_for)
+    if carry is None:
+        return None
+    if carry.audience is None:
+        logger.debug("token forwarded to %s (jti=%s)", display(carry.dest), carry.token.jti)
+        return bearer_value(carry.token)
+    raw = _exchanger(carry).exchange(carry.token, carry.audience)
+    logger.debug("token exchanged for %r forwarded to %s (jti=%s)", carry.audience, display(carry.dest),
+                 carry.token.jti)
+    return f"Bearer {raw}"
+
+
+async def authorization_for_async(
+    url: str,
+    existing_headers: Mapping[Any, Any] | None,
+    allowlist: HostAllowlist,
+    *,
+    proxy_for: ProxyLookup | None = environment_proxy,
+) -> str | None:
+    """:func:`authorization_for` for async clients: a cold exchange never blocks the event loop."""
+    carry = decide(url, existing_headers, allowlist, proxy_for=proxy_for)
+    if carry is None:
+        return None
+    if carry.audience is None:
+        logger.debug("token forwarded to %s (jti=%s)", display(carry.dest), carry.token.jti)
+        return bearer_value(carry.token)
+    raw = await _exchanger(carry).exchange_async(carry.token, carry.audience)
+    logger.debug("token exchanged for %r forwarded to %s (jti=%s)", carry.audience, display(carry.dest),
+                 carry.token.jti)
+    return f"Bearer {raw}"
+
+
+# Serialises creating an app's exchanger (not state: a lock).
+_EXCHANGER_LOCK = threading.Lock()
+
+
+def exchanger_for(settings: Settings) -> TokenExchanger:
+    """The :class:`~token_middleware.core.exchange.TokenExchanger` of ``settings``, made once.
+
+    It is kept with the settings object (the app owns both), so every client of the app shares
+    one cache and one in-flight table. ``ConfigurationError`` if the settings have no
+    ``CLIENT_ID``/``CLIENT_SECRET``.
+    """
+    found: TokenExchanger | None = settings.__dict__.get("_exchanger")
+    if found is None:
+        with _EXCHANGER_LOCK:
+            found = settings.__dict__.get("_exchanger")
+            if found is None:
+                found = TokenExchanger.from_settings(settings, proxy_for=environment_proxy)
+                object.__setattr__(settings, "_exchanger", found)
+    return found
+
+
+def _exchanger(carry: Carry) -> TokenExchanger:
+    settings = get_current_settings()
+    assert carry.audience is not None
+    if settings is None or settings.client_id is None or settings.client_secret is None:
+        logger.warning("token not exchanged for %r: no CLIENT_ID/CLIENT_SECRET", carry.audience)
+        raise ExchangeUnavailable(
+            f"the token could not be exchanged for {carry.audience!r}", audience=carry.audience,
+            cause="FORWARD_TO names an audience for this host, but the settings bound with the "
+                  "current token have no CLIENT_ID/CLIENT_SECRET (or no settings are bound)",
+        )
+    return exchanger_for(settings)
 
 
 def carries_current_token(value: str | bytes | None) -> bool:
-    """True when the header ``value`` is the current token's ``Bearer`` credential.
+    """True when the header ``value`` is the current token's ``Bearer`` credential, or a token
+    the current settings' exchanger obtained in exchange for it.
 
-    Used on redirects to remove the token from a hop whose host is not allowed, whoever put it
-    there.
+    Used on redirects and right before sending to remove the token from a hop that may not
+    carry it, whoever put it there.
     """
     token = get_current_token()
     if value is None or token is None or not token.raw:
         return False
     if isinstance(value, str):
         value = value.encode("latin-1", "replace")
-    return hmac.compare_digest(value, bearer_value(token).encode("latin-1", "replace"))
+    if hmac.compare_digest(value, bearer_value(token).encode("latin-1", "replace")):
+        return True
+    settings = get_current_settings()
+    exchanger: TokenExchanger | None = None if settings is None else settings.__dict__.get("_exchanger")
+    if exchanger is None or value[:7] != b"Bearer ":
+        return False
+    return exchanger.issued_for(token, value[7:].decode("latin-1"))
