@@ -1,7 +1,7 @@
 """``python -m benchmarks``: run the figures and print one table of ratios, targets and verdicts.
 
 Options: ``--quick`` (short rounds, for a smoke run), ``--only NAME[,NAME]`` (``cold``, ``cache``,
-``http``, ``gateway``, ``jwks``; ``micro`` = ``cold,cache``; ``server`` = ``http,gateway``),
+``http``, ``gateway``, ``jwks``, ``metrics``, ``exchange``; ``micro`` = ``cold,cache``; ``server`` = ``http,gateway``),
 ``--rounds N``, ``--duration S`` (seconds per HTTP round / JWKS phase), ``--profile`` (cProfile
 the cold path even when its target is met), ``--markdown`` (the table as Markdown, for
 docs/benchmarks.md) and ``--json PATH`` (every row with its raw numbers).
@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from . import cache, cold, gateway, http, jwks
+from . import cache, cold, exchange, gateway, http, jwks, metrics
 from ._common import Options, Row, load_average, machine
 from ._http import Skip
 
@@ -29,6 +29,8 @@ FIGURES: dict[str, tuple[str, Callable[[Options, argparse.Namespace], list[Row]]
     "http": ("c", lambda o, a: http.run(o)),
     "gateway": ("d", lambda o, a: gateway.run(o)),
     "jwks": ("e", lambda o, a: jwks.run(o)),
+    "metrics": ("f", lambda o, a: metrics.run(o)),
+    "exchange": ("g", lambda o, a: exchange.run(o)),
 }
 GROUPS = {"micro": ("cold", "cache"), "server": ("http", "gateway"), "all": tuple(FIGURES)}
 

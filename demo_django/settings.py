@@ -11,6 +11,7 @@ nothing here is signed), ``DJANGO_ALLOWED_HOSTS`` (comma-separated; default loop
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 
@@ -20,6 +21,9 @@ TOKEN_MIDDLEWARE = {
     name[len(PREFIX):]: value for name, value in os.environ.items() if name.startswith(PREFIX)
 }
 TOKEN_MIDDLEWARE.setdefault("AUDIENCE", "customers-service")
+# Prometheus metrics (served at /metrics) when prometheus_client is installed; off without it.
+if importlib.util.find_spec("prometheus_client") is not None:
+    TOKEN_MIDDLEWARE.setdefault("OBSERVERS", ["token_middleware.metrics.PrometheusMetrics"])
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50)
 DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"

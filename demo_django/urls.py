@@ -8,5 +8,6 @@ from . import views
 
 urlpatterns = [
     path("customers/whoami", views.whoami, name="whoami"),
+    path("metrics", views.prometheus_metrics, name="metrics"),
     path("customers/<str:customer_id>", views.customer, name="customer"),
 ]

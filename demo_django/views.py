@@ -2,7 +2,9 @@
 
 - ``GET /customers/whoami`` (any valid token): the identity as this service saw it;
 - ``GET /customers/<id>`` (``customers:read``): a customer record. There is no database: any id
-  gets a deterministic record, so the demo needs no fixtures.
+  gets a deterministic record, so the demo needs no fixtures;
+- ``GET /metrics``: the Prometheus text format (no token needed; the gateway never forwards that
+  path); 404 when prometheus_client is not installed or ``OBSERVERS`` counts nothing.
 
 What is trusted: only ``request.access_token``, set by the token middleware after validation.
 """
@@ -11,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 
+from token_middleware import metrics as token_metrics
 from token_middleware.django_ext.decorators import require_scopes, require_token
 
 KNOWN_NAMES = {"alice": "Alice Liddell", "bob": "Bob Marley"}
@@ -31,6 +35,8 @@ def whoami(request: HttpRequest) -> HttpResponse:
             "sub": token.subject,
             "client_id": token.client_id,
             "scopes": sorted(token.scopes),
+            "aud": list(token.audience),
+            "act": list(token.actors),  # nearest actor first: who exchanged the token
         }
     )
 
@@ -51,3 +57,12 @@ def customer(request: HttpRequest, customer_id: str) -> HttpResponse:
     if request.method not in SAFE_METHODS:
         return HttpResponseNotAllowed(list(SAFE_METHODS))
     return JsonResponse(customer_record(customer_id))
+
+
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    if request.method not in SAFE_METHODS:
+        return HttpResponseNotAllowed(list(SAFE_METHODS))
+    if not token_metrics.available() or not settings.TOKEN_MIDDLEWARE.get("OBSERVERS"):
+        raise Http404("metrics are off")
+    body, content_type = token_metrics.exposition(accept=request.headers.get("Accept"))
+    return HttpResponse(body, content_type=content_type)

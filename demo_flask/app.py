@@ -14,7 +14,13 @@ What is trusted: only the validated access token (``current_token``). The JSON b
 field by field. The token reaches the customers service only because its host is in this
 app's ``FORWARD_TO`` (``app.config["TOKEN_MIDDLEWARE_FORWARD_TO"]``, filled from the
 environment below), which the propagating session reads from the settings that validated the
-token; this code never sets an ``Authorization`` header or builds an allowlist itself.
+token; this code never sets an ``Authorization`` header or builds an allowlist itself. In
+exchange mode (``TOKEN_MIDDLEWARE_FORWARD_TO=127.0.0.1:8002=customers-service`` with
+``TOKEN_MIDDLEWARE_CLIENT_ID``/``_CLIENT_SECRET``) the session sends a token exchanged for
+``customers-service`` instead; a failed exchange answers 502 and sends nothing downstream.
+
+``GET /metrics`` serves the Prometheus text format (no token needed; the gateway never forwards
+that path), when prometheus_client is installed.
 
 Configuration comes from the environment only: ``TOKEN_MIDDLEWARE_*`` (the audience defaults to
 ``orders-service``) and ``CUSTOMERS_URL`` (default ``http://127.0.0.1:8002``). The app starts
@@ -33,7 +39,9 @@ from urllib.parse import quote
 import requests
 from flask import Flask, Response, current_app, jsonify, request
 
+from token_middleware import metrics as token_metrics
 from token_middleware.flask_ext import TokenAuth, current_token, require_scopes, require_token
+from token_middleware.core.exchange import ExchangeFailed
 from token_middleware.requests_auth import propagating_session
 
 AUDIENCE = "orders-service"
@@ -98,6 +106,8 @@ def whoami_payload() -> dict[str, Any]:
         "sub": current_token.subject,
         "client_id": current_token.client_id,
         "scopes": sorted(current_token.scopes),
+        "aud": list(current_token.audience),
+        "act": list(current_token.actors),  # nearest actor first: who exchanged the token
     }
 
 
@@ -107,6 +117,8 @@ def fetch_customers_json(path: str) -> Any:
     url = state.customers_url + path
     try:
         response = state.session.get(url, timeout=DOWNSTREAM_TIMEOUT)
+    except ExchangeFailed as exc:  # never a fallback to our own token: nothing was sent
+        raise DownstreamError(f"{exc.description} ({exc.error or exc.reason})") from exc
     except requests.RequestException as exc:
         raise DownstreamError(
             f"customers service unreachable at {state.customers_url} ({type(exc).__name__})"
@@ -141,8 +153,12 @@ def parse_new_order(body: Any) -> tuple[str, int] | str:
     return item.strip(), quantity
 
 
-def create_app(environ: Mapping[str, str] | None = None) -> Flask:
-    """Build the orders app from ``environ`` (default: ``os.environ``)."""
+def create_app(environ: Mapping[str, str] | None = None, *, metrics: bool = True) -> Flask:
+    """Build the orders app from ``environ`` (default: ``os.environ``).
+
+    ``metrics``: count into prometheus_client's default registry and serve ``GET /metrics``
+    (only when prometheus_client is installed; without it the app runs with metrics off).
+    """
     env = os.environ if environ is None else environ
     app = Flask("demo_flask")
     # Only the environment configures this app; the audience has a demo default.
@@ -150,7 +166,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
         if name.startswith("TOKEN_MIDDLEWARE_"):
             app.config[name] = value
     app.config.setdefault("TOKEN_MIDDLEWARE_AUDIENCE", AUDIENCE)
-    TokenAuth(app)
+    observers = [token_metrics.PrometheusMetrics()] if metrics and token_metrics.available() else []
+    TokenAuth(app, observers=observers)
 
     store = OrderStore()
     for seed in SEED_ORDERS:
@@ -160,6 +177,13 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
         customers_url=env.get("CUSTOMERS_URL", DEFAULT_CUSTOMERS_URL).rstrip("/"),
         session=propagating_session(),  # FORWARD_TO: the app's settings, per request
     )
+
+    if observers:
+
+        @app.get("/metrics")
+        def prometheus_metrics() -> Response:
+            body, content_type = token_metrics.exposition(accept=request.headers.get("Accept"))
+            return Response(body, content_type=content_type)
 
     @app.errorhandler(DownstreamError)
     def downstream_failed(exc: DownstreamError) -> tuple[Response, int]:

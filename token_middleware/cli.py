@@ -8,7 +8,7 @@ Subcommands::
     token-middleware inspect [TOKEN|-] [--issuer URL --audience AUD
                              [--jwks-url URL | --public-keys FILE]]
     token-middleware rotate-keys --keys-dir DIR
-    token-middleware demo [--host 127.0.0.1] [--ports 8000,8001,8002] [--nginx-port PORT]
+    token-middleware demo [--host 127.0.0.1] [--ports 8000,8001,8002] [--edge auto|nginx|python]
 
 What is trusted: ``mint`` signs whatever it is told to (it is a test tool; keep real signing keys
 away from it). ``inspect`` without ``--issuer``/``--audience`` only *decodes* a token and says so:
@@ -164,6 +164,20 @@ def _describe_times(claims: Any) -> list[str]:
     return lines
 
 
+def _describe_actors(claims: Any) -> str:
+    """The ``act`` chain (RFC 8693 §4.1) in one line, nearest actor first; ``""`` without one."""
+    from .core.token import parse_actors
+
+    if not isinstance(claims, dict) or "act" not in claims:
+        return ""
+    actors = parse_actors(claims["act"])
+    if actors is None:
+        return "actor chain: the act claim is malformed (the validator refuses the token)"
+    sub = claims.get("sub")
+    for_whom = f", acting for {sub!r}" if isinstance(sub, str) else ""
+    return f"actor chain (act, nearest first): {' <- '.join(actors)}{for_whom}"
+
+
 def _read_token(arg: str | None) -> str:
     if arg is None or arg == "-":
         if sys.stdin.isatty():
@@ -219,6 +233,9 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     times = _describe_times(claims)
     if times:
         out.write("times:\n" + "\n".join(times) + "\n")
+    chain = _describe_actors(claims)
+    if chain:
+        out.write(chain + "\n")
 
     if not args.issuer or not args.audience:
         out.write(
@@ -255,19 +272,24 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
         try:
             validator.validate(raw)
         except TokenMiddlewareError as exc:
-            out.write(f"  REFUSED  {exc}\n\nverdict: the token is REFUSED.\n")
+            out.write(f"  REFUSED  [{exc.reason}] {exc}\n\nverdict: the token is REFUSED.\n")
             return 1
         out.write("\nverdict: the token is ACCEPTED.\n")
         return 0
 
     failed = 0
+    reasons: list[str] = []  # the reason codes of the failed checks, as metrics and logs name them
     for check in _quietly(explain, raw):
         name, verdict, detail = _check_fields(check)
         mark = {True: "ok     ", False: "FAILED ", None: "skipped"}[verdict]
         failed += verdict is False
+        reason = getattr(check, "reason", None) if verdict is False else None
+        if isinstance(reason, str) and reason and reason not in reasons:
+            reasons.append(reason)
         out.write(f"  {mark}  {name}" + (f": {detail}" if detail else "") + "\n")
     if failed:
-        out.write(f"\nverdict: the token is REFUSED ({failed} check(s) failed).\n")
+        codes = f"; reason: {', '.join(reasons)}" if reasons else ""
+        out.write(f"\nverdict: the token is REFUSED ({failed} check(s) failed{codes}).\n")
         return 1
     out.write("\nverdict: the token is ACCEPTED: every check passed.\n")
     return 0
@@ -369,7 +391,7 @@ def _demo_import_path() -> None:
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     _demo_import_path()
-    from demo_gateway.supervisor import DemoConfig, DemoError, DemoPorts, DemoStack, ManagedProcess, start_nginx
+    from demo_gateway.supervisor import DemoConfig, DemoError, DemoPorts, DemoStack
 
     try:
         ports = DemoPorts.parse(args.ports)
@@ -380,6 +402,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         ports=ports,
         keys_dir=Path(args.keys_dir) if args.keys_dir else None,
         log_dir=Path(args.log_dir) if args.log_dir else None,
+        edge=args.edge,
     )
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
@@ -389,24 +412,21 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     # is inherited as SIG_IGN, and Python then never raises KeyboardInterrupt.
     previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
     stack: DemoStack | None = None
-    nginx: ManagedProcess | None = None
     try:
         for sig in _STOP_SIGNALS:
             signal.signal(sig, on_stop)
-        out.write("starting gateway, orders (Flask) and customers (Django) under gunicorn...\n")
+        out.write("starting the gateway, the edge (nginx when installed), orders (Flask) and "
+                  "customers (Django)...\n")
         out.flush()
         try:
             stack = DemoStack.start(config)
-            if args.nginx_port:
-                nginx = start_nginx(config, port=args.nginx_port, prefix=stack.log_dir / "nginx")
         except DemoError as exc:
             out.write(f"token-middleware demo: {exc}\n")
             return 1
-        _print_demo_banner(out, stack, nginx_port=args.nginx_port)
+        _print_demo_banner(out, stack)
         out.flush()
-        processes = [*stack.processes, *([nginx] if nginx else [])]
         while True:
-            dead = [p for p in processes if not p.running()]
+            dead = stack.dead()
             if dead:
                 p = dead[0]
                 out.write(
@@ -424,8 +444,6 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         for sig in _STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         try:
-            if nginx is not None:
-                nginx.stop()
             if stack is not None:
                 stack.stop()
         finally:
@@ -435,12 +453,12 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         out.flush()
 
 
-def _print_demo_banner(out: TextIO, stack: Any, *, nginx_port: int | None) -> None:
-    c = stack.config
+def _print_demo_banner(out: TextIO, stack: Any) -> None:
     gw = stack.gateway_url
+    edge = "".join(f"{line}\n" for line in stack.describe())
     out.write(
         "\nThe demo is running:\n"
-        f"  gateway    {gw}   (demo_gateway.wsgi:app)\n"
+        f"{edge}"
         f"  orders     {stack.orders_url}   (demo_flask.wsgi:app, audience orders-service)\n"
         f"  customers  {stack.customers_url}   (demo_django.wsgi:application, audience customers-service)\n"
         f"  logs       {stack.log_dir}\n"
@@ -452,14 +470,6 @@ def _print_demo_banner(out: TextIO, stack: Any, *, nginx_port: int | None) -> No
         out.write(f"# {what}\n{line}\n\n")
     out.write(f"In a browser: {gw}/login  (then the page at {gw}/app)\n")
     out.write(f"Keys: {gw}/.well-known/jwks.json   discovery: {gw}/.well-known/openid-configuration\n")
-    if nginx_port:
-        from demo_gateway.supervisor import url_host
-
-        ngx = f"http://{url_host(c.host)}:{nginx_port}"
-        out.write(
-            f"\nnginx mode: the same services behind nginx + auth_request at {ngx}, e.g.\n"
-            f"curl -sS -i -u alice:alice-password {ngx}/orders/chain\n"
-        )
     out.write("\nPress Ctrl-C to stop everything.\n")
 
 
@@ -519,12 +529,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the gateway's GATEWAY_TOKEN_TTL (default: $GATEWAY_TOKEN_TTL or 300)")
     p.set_defaults(func=cmd_rotate_keys)
 
-    p = sub.add_parser("demo", help="run gateway, orders and customers under gunicorn")
+    p = sub.add_parser("demo", help="run the edge, the gateway, orders and customers on loopback")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--ports", default="8000,8001,8002", help="gateway,orders,customers")
     p.add_argument("--keys-dir", help="gateway keys (default: the gateway's own default)")
     p.add_argument("--log-dir", help="where the services' logs go (default: a temp dir)")
-    p.add_argument("--nginx-port", type=int, help="also run nginx (auth_request) on this port")
+    p.add_argument("--edge", choices=("auto", "nginx", "python"), default="auto",
+                   help="what listens on the first port: nginx in front of the gateway, or the "
+                        "Python gateway forwarding by itself (default auto: nginx when installed)")
     p.set_defaults(func=cmd_demo)
     return parser
 

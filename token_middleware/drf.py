@@ -12,6 +12,14 @@ Authentication errors keep the RFC 6750 wire format: 400 ``invalid_request``, 40
 503 with ``Retry-After``. List ``BearerTokenAuthentication`` first in
 ``authentication_classes``: DRF takes the 401 challenge from the first class.
 
+Refusals decided here (an invalid token in ``authenticate``, missing scopes in a permission) are
+written to the ``token_middleware.audit`` log, told to the ``OBSERVERS`` and sent as the Django
+``token_refused`` signal (:mod:`token_middleware.django_ext.signals`), exactly once each. A
+request that DRF itself refuses (no token under ``IsAuthenticated``) is DRF's answer, not ours,
+and is not reported. A scope permission reports when it says no: inside an ``|`` composition
+whose other side allows the request, that still counts as a refusal, so prefer listing
+permissions to composing them with ``|``.
+
 The permissions are plain DRF booleans: without a token they return ``False`` (DRF answers 401
 with the challenge); with a token lacking the scopes they return ``False`` with ``message`` (the
 RFC 6750 body ``{"error": "insufficient_scope", "error_description": …}``) and ``code``
@@ -26,6 +34,9 @@ composition answers DRF's generic 403 ``{"detail": …}``. List permissions
         authentication_classes = [BearerTokenAuthentication]
         permission_classes = [HasScopes]
         required_scopes = ["customers:read"]     # or [["customers:read"], ["admin"]]
+
+:class:`HasActor` (``required_actors = ["orders-service"]``) and :func:`require_actor` ask for
+the nearest actor of the token's ``act`` chain (RFC 8693 §4.1) in the same way.
 """
 
 from __future__ import annotations
@@ -38,11 +49,13 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
+from .core.actors import ActorRequired, actor_requirement
 from .core.errors import BearerError, ConfigurationError, InsufficientScope, KeysUnavailable
 from .core.scopes import Requirement, ScopeSpec, requirement, satisfies
 from .core.token import AccessToken
 from .django_ext.apps import get_runtime
 from .django_ext.middleware import REQUEST_USER_ATTR
+from .django_ext.signals import authenticated, refused
 from .django_ext.users import TokenUser, load_user
 
 if TYPE_CHECKING:  # rest_framework.views imports this module through api_settings: no cycle
@@ -51,9 +64,11 @@ if TYPE_CHECKING:  # rest_framework.views imports this module through api_settin
 
 __all__ = [
     "BearerTokenAuthentication",
+    "HasActor",
     "HasAnyScope",
     "HasScopes",
     "exception_handler",
+    "require_actor",
     "require_any_scope",
     "require_scopes",
 ]
@@ -108,7 +123,9 @@ class BearerTokenAuthentication(BaseAuthentication):
             user = load_user(runtime.user_loader, token)
         except BearerError as err:
             setattr(request, _ERROR_ATTR, err)
+            refused(BearerTokenAuthentication, runtime.validator, django_request, err, adapter="drf", token=token)
             raise _to_drf(err, runtime.realm) from None
+        authenticated(BearerTokenAuthentication, django_request, token)
         return user, token
 
     def authenticate_header(self, request: Request) -> str:
@@ -154,6 +171,7 @@ class HasScopes(BasePermission):
         self.message = error.to_dict()
         self.code = error.error
         setattr(request, _DENIED_ATTR, error)
+        refused(HasScopes, get_runtime().validator, request._request, error, adapter="drf", token=token)
         return False
 
 
@@ -186,6 +204,57 @@ def require_any_scope(*scopes: str) -> type[HasScopes]:
     return _fixed(HasAnyScope, "require_any_scope", requirement(scopes, any_of=True))
 
 
+class HasActor(BasePermission):
+    """Allow requests whose token's nearest actor (``act``, RFC 8693 §4.1) is in ``view.required_actors``.
+
+    ``required_actors = ["orders-service"]``: the view must be called through the orders
+    service, with a token it obtained by exchange. No token: ``False``. Another actor, or
+    none: ``False`` with :attr:`message` and :attr:`code` (``insufficient_scope``) for DRF's 403.
+    """
+
+    message: dict[str, str] | None = None
+    code: str | None = None
+
+    def required(self, view: APIView) -> tuple[str, ...]:
+        """The actors this permission accepts on ``view``."""
+        actors: list[str] | None = getattr(view, "required_actors", None)
+        if actors is None:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__} needs required_actors on {type(view).__name__}, "
+                'e.g. required_actors = ["orders-service"]'
+            )
+        try:
+            return actor_requirement(actors)
+        except ConfigurationError as err:
+            raise ImproperlyConfigured(f"{type(view).__name__}.required_actors: {err}") from None
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        token = request.auth
+        if not isinstance(token, AccessToken):
+            return False  # DRF answers 401 with the authentication class's challenge
+        allowed = self.required(view)
+        if token.actor in allowed:
+            return True
+        error = ActorRequired(allowed)
+        self.message = error.to_dict()
+        self.code = error.error
+        setattr(request, _DENIED_ATTR, error)
+        refused(HasActor, get_runtime().validator, request._request, error, adapter="drf", token=token)
+        return False
+
+
+def require_actor(*actors: str) -> type[HasActor]:
+    """A permission class requiring the nearest actor to be one of ``actors``:
+    ``permission_classes = [HasScopes, require_actor("orders-service")]``."""
+    allowed = actor_requirement(actors)
+
+    def required(self: HasActor, view: APIView) -> tuple[str, ...]:
+        return allowed
+
+    name = f"require_actor({' | '.join(allowed)})"
+    return cast("type[HasActor]", type(name, (HasActor,), {"required": required, "__module__": __name__}))
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's exception handler, plus the RFC 6750 challenge on a scope permission's 403.
 
@@ -201,7 +270,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if (
         response is not None
         and isinstance(exc, exceptions.PermissionDenied)
-        and isinstance(denied, InsufficientScope)
+        and isinstance(denied, (InsufficientScope, ActorRequired))
         and isinstance(exc.detail, dict)
         and exc.detail.get("error") == denied.error
         and not response.has_header("WWW-Authenticate")

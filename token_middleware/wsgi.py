@@ -18,6 +18,10 @@ the framework adapters or to :func:`token_middleware.core.scopes.check_scopes`::
 A denylist or extra claim checks go on the validator (:mod:`token_middleware.core.hooks`):
 ``TokenMiddleware(app, validator=TokenValidator(settings, is_revoked=…, claim_checks=[…]))``.
 A revoked token gets 401 like any invalid one; a failing ``is_revoked`` gets 503.
+
+Every refusal is written to the ``token_middleware.audit`` log and told to the validator's
+observers (:mod:`token_middleware.core.audit`); metrics and a plain callback go on the validator:
+``TokenValidator(settings, observers=[PrometheusMetrics(), my_callback])``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .core.audit import REQUEST_ID_ENVIRON, report_refusal
 from .core.context import Current, bind_token, reset_token
 from .core.errors import BearerError, MissingToken
 from .core.responses import error_response
@@ -88,9 +93,11 @@ class TokenMiddleware:
             if token is None and self.require_token and environ.get("REQUEST_METHOD") != "OPTIONS":
                 raise MissingToken()
         except BearerError as err:
+            report_refusal(self.validator, err, adapter="wsgi", authorization=environ.get("HTTP_AUTHORIZATION"),
+                           query=environ.get("QUERY_STRING"), request_id_header=environ.get(REQUEST_ID_ENVIRON))
             return self.error(err, environ, start_response)
         environ[ENVIRON_KEY] = token
-        handle = bind_token(token, self.settings)
+        handle = bind_token(token, self.settings, self.validator.watch)
         try:
             result = self.app(environ, start_response)
         except BaseException:

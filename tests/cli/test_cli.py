@@ -243,7 +243,7 @@ def test_demo_help_works_from_the_checkout() -> None:
     )
 
     assert result.returncode == 0, result.stderr
-    assert "--nginx-port" in result.stdout
+    assert "--edge" in result.stdout
 
 
 # --- inspect when no keys can be had: the cause is on the signature line --------------------------

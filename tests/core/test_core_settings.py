@@ -32,11 +32,20 @@ EVERY_NAME = [
     ("HTTP_TIMEOUT", "2.5", "http_timeout", 2.5),
     ("MAX_TOKEN_BYTES", "4096", "max_token_bytes", 4096),
     ("ALLOW_QUERY_TOKEN", "yes", "allow_query_token", True),
+    ("AUDIENCE_CLAIMS", "aud, client_id", "audience_claims", ("aud", "client_id")),
+    ("INTROSPECTION_URL", "https://issuer.test/introspect", "introspection_url", "https://issuer.test/introspect"),
+    ("CLIENT_ID", "orders-service", "client_id", "orders-service"),
+    ("CLIENT_SECRET", "s3cret", "client_secret", "s3cret"),
+    ("INTROSPECTION_REQUIRED_CLAIMS", "exp, sub", "introspection_required_claims", ("exp", "sub")),
+    ("INTROSPECTION_CACHE_SECONDS", "15", "introspection_cache_seconds", 15),
+    ("TOKEN_ENDPOINT", "https://issuer.test/oauth2/token", "token_endpoint", "https://issuer.test/oauth2/token"),
 ]
 
 
 def _base(name: str) -> dict[str, Any]:
     base: dict[str, Any] = {"ISSUER": ISSUER, "AUDIENCE": "svc"}
+    if name == "INTROSPECTION_URL":  # needs the client credential beside it
+        base.update(CLIENT_ID="svc", CLIENT_SECRET="s3cret")
     base.pop(name, None)
     return base
 

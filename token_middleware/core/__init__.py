@@ -16,16 +16,22 @@ module              its one job
 ``bearer``          finding the bearer token in a request (RFC 6750 §2)
 ``validator``       ``TokenValidator``: the strict compact-JWS policy and the verified cache
 ``hooks``           the validator's extension points: ``is_revoked`` and ``claim_checks``
+``observe``         watching: events, observers and spans (metrics and tracing plug in here)
+``audit``           the audit log: one line per refusal, shared by every adapter
 ``keys``            verification keys: static files or a remote JWKS, cached and throttled
+``introspection``   RFC 7662 introspection of opaque tokens, judged by the validator's checks
 ``_jose``           the only module that touches python-jose
 ``b64url``          the one base64url codec (RFC 7515 §2, unpadded)
 ``token``           ``AccessToken``, the value every adapter hands to views
 ``scopes``          scope checks and the ``require_scopes`` decorator vocabulary
+``actors``          ``require_actor``: the service acting for the subject (RFC 8693 ``act``)
 ``context``         the per-request ``ContextVar`` holding the current token
 ``runtime``         ``Runtime``: the settings and validator one app owns (shared by adapters)
 ``responses``       RFC 6750 error bodies and ``WWW-Authenticate`` headers
 ``hosts``           the one host normaliser: ``FORWARD_TO`` entries and ``HostAllowlist``
 ``forwarding``      the decision whether an outgoing request may carry the token
+``exchange``        per-hop token exchange (RFC 8693): the cached, single-flight client
+``token_endpoint``  the token endpoint on the wire: the exchange request and its answers
 ``concurrency``     carrying the context into worker threads
 ``issuer``          signing tokens and publishing a JWKS (the gateway and the test kit)
 =================== =========================================================================

@@ -15,17 +15,22 @@ Trusted: what the adapters bind (a token the validator accepted, and its validat
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .settings import Settings
 from .token import AccessToken
 
+if TYPE_CHECKING:
+    from .observe import Watch
+
 
 class Current(NamedTuple):
-    """What is bound for one request: the token (or ``None``) and the settings that validated it."""
+    """What is bound for one request: the token (or ``None``), the settings that validated it,
+    and the observers of that validator (for exchanges counted far from it)."""
 
     token: AccessToken | None
     settings: Settings | None
+    watch: Watch | None = None
 
 
 _NOTHING = Current(None, None)
@@ -42,9 +47,18 @@ def get_current_settings() -> Settings | None:
     return _current.get().settings
 
 
-def bind_token(token: AccessToken | None, settings: Settings | None = None) -> Token[Current]:
+def get_current_watch() -> Watch | None:
+    """The observers of the validator that handled the current request (:mod:`.observe`), or ``None``."""
+    return _current.get().watch
+
+
+def bind_token(
+    token: AccessToken | None, settings: Settings | None = None, watch: Watch | None = None
+) -> Token[Current]:
     """Make ``token`` (validated under ``settings``) current; pass the result to :func:`reset_token`."""
-    return _current.set(_NOTHING if token is None and settings is None else Current(token, settings))
+    if token is None and settings is None and watch is None:
+        return _current.set(_NOTHING)
+    return _current.set(Current(token, settings, watch))
 
 
 def reset_token(handle: Token[Current]) -> None:

@@ -21,15 +21,58 @@ Callers catch at the level they care about::
 
 Every ``description`` is short and safe to show a client: it never contains the token, a key, or
 a stack trace. Errors build their own ``WWW-Authenticate`` header; adapters only serialise them.
+
+Reason codes
+------------
+Every class of the tree has a stable ``reason`` class attribute: a short ``^[a-z_]+$`` code that
+metrics labels (``token_middleware_refusals_total{reason}``), the audit log, the hooks and
+``token-middleware inspect`` all use the same way. A code names a *meaning*, so it never changes
+once released; a subclass with a meaning of its own gets a code of its own. Codes are class-level
+constants, never built from request data, so they are safe as metric label values::
+
+    error                       TokenMiddlewareError (base; never raised as such)
+    configuration               ConfigurationError
+    refused                     BearerError (base)
+    missing_token               MissingToken
+    invalid_request             InvalidRequest
+    invalid_token               InvalidToken (base, or a subclass defined elsewhere without one)
+    too_large                   TokenTooLarge
+    malformed                   MalformedToken
+    unsupported_serialization   UnsupportedSerialization
+    header                      InvalidHeader
+    algorithm                   DisallowedAlgorithm
+    critical_header             CriticalHeader
+    type                        InvalidType
+    unknown_key                 UnknownKey
+    signature                   InvalidSignature
+    revoked                     RevokedToken
+    claim                       InvalidClaim (a ``claim_checks`` entry, a claim of the wrong type)
+    missing_claim               MissingClaim
+    expired                     ExpiredToken
+    not_yet_valid               NotYetValid
+    issued_in_future            IssuedInFuture
+    issuer                      InvalidIssuer
+    audience                    InvalidAudience
+    unknown_user                UnknownUser
+    insufficient_scope          InsufficientScope
+    keys_unavailable            KeysUnavailable
+    revocation_unavailable      RevocationUnavailable
+
+Exception classes defined in other modules of the package (introspection, exchange, …) set their
+own ``reason`` too; ``tests/observability/test_reason_codes.py`` checks that every class in the
+package has one, well-formed and unique.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import ClassVar
 
 
 class TokenMiddlewareError(Exception):
     """Base class of every exception raised by token-middleware."""
+
+    reason: ClassVar[str] = "error"
 
 
 class ConfigurationError(TokenMiddlewareError, ValueError):
@@ -37,6 +80,8 @@ class ConfigurationError(TokenMiddlewareError, ValueError):
 
     ``setting`` is the configuration NAME at fault (``"ISSUER"``), when there is one.
     """
+
+    reason: ClassVar[str] = "configuration"
 
     def __init__(self, message: str, *, setting: str | None = None) -> None:
         super().__init__(message)
@@ -52,6 +97,7 @@ def _quote(value: str) -> str:
 class BearerError(TokenMiddlewareError):
     """A refusal that becomes an HTTP response (RFC 6750 §3)."""
 
+    reason: ClassVar[str] = "refused"
     status_code: int = 401
     error: str | None = None
     default_description: str = ""
@@ -92,6 +138,7 @@ class BearerError(TokenMiddlewareError):
 class MissingToken(BearerError):
     """No bearer credentials on a request that needs them (RFC 6750 §3.1: no error code)."""
 
+    reason: ClassVar[str] = "missing_token"
     status_code = 401
     error = None
     default_description = "an access token is required"
@@ -100,6 +147,7 @@ class MissingToken(BearerError):
 class InvalidRequest(BearerError):
     """The request is malformed: wrong ``Authorization`` syntax, two tokens, an empty token."""
 
+    reason: ClassVar[str] = "invalid_request"
     status_code = 400
     error = "invalid_request"
     default_description = "malformed Authorization header"
@@ -108,60 +156,72 @@ class InvalidRequest(BearerError):
 class InvalidToken(BearerError):
     """The token is expired, revoked, malformed or invalid for other reasons."""
 
+    reason: ClassVar[str] = "invalid_token"
     status_code = 401
     error = "invalid_token"
     default_description = "the access token is invalid"
 
 
 class TokenTooLarge(InvalidToken):
+    reason: ClassVar[str] = "too_large"
     default_description = "the access token is too large"
 
 
 class MalformedToken(InvalidToken):
+    reason: ClassVar[str] = "malformed"
     default_description = "the access token is not a well-formed JWT"
 
 
 class UnsupportedSerialization(MalformedToken):
     """JWE, JSON serialization or unencoded payloads (``b64: false``): compact JWS only."""
 
+    reason: ClassVar[str] = "unsupported_serialization"
     default_description = "only compact JWS access tokens are accepted"
 
 
 class InvalidHeader(InvalidToken):
+    reason: ClassVar[str] = "header"
     default_description = "the token header is invalid"
 
 
 class DisallowedAlgorithm(InvalidHeader):
+    reason: ClassVar[str] = "algorithm"
     default_description = "the token's signing algorithm is not allowed"
 
 
 class CriticalHeader(InvalidHeader):
+    reason: ClassVar[str] = "critical_header"
     default_description = "the token has critical header parameters that are not supported"
 
 
 class InvalidType(InvalidHeader):
+    reason: ClassVar[str] = "type"
     default_description = "the token is not an access token (typ)"
 
 
 class UnknownKey(InvalidToken):
+    reason: ClassVar[str] = "unknown_key"
     default_description = "the token was signed with an unknown key"
 
 
 class InvalidSignature(InvalidToken):
     """The signature does not verify, or its segment is not valid base64url."""
 
+    reason: ClassVar[str] = "signature"
     default_description = "the signature is not valid"
 
 
 class RevokedToken(InvalidToken):
     """The ``is_revoked`` hook of :class:`~token_middleware.core.validator.TokenValidator` said so."""
 
+    reason: ClassVar[str] = "revoked"
     default_description = "the token has been revoked"
 
 
 class InvalidClaim(InvalidToken):
     """A claim is missing, of the wrong type, or has a value we refuse. ``claim`` names it."""
 
+    reason: ClassVar[str] = "claim"
     default_description = "a token claim is invalid"
 
     def __init__(self, description: str | None = None, *, claim: str | None = None) -> None:
@@ -170,38 +230,46 @@ class InvalidClaim(InvalidToken):
 
 
 class MissingClaim(InvalidClaim):
+    reason: ClassVar[str] = "missing_claim"
     default_description = "a required claim is missing"
 
 
 class ExpiredToken(InvalidClaim):
+    reason: ClassVar[str] = "expired"
     default_description = "the access token has expired"
 
 
 class NotYetValid(InvalidClaim):
+    reason: ClassVar[str] = "not_yet_valid"
     default_description = "the access token is not valid yet"
 
 
 class IssuedInFuture(InvalidClaim):
+    reason: ClassVar[str] = "issued_in_future"
     default_description = "the access token was issued in the future"
 
 
 class InvalidIssuer(InvalidClaim):
+    reason: ClassVar[str] = "issuer"
     default_description = "the issuer is not trusted"
 
 
 class InvalidAudience(InvalidClaim):
+    reason: ClassVar[str] = "audience"
     default_description = "the token is not meant for this service"
 
 
 class UnknownUser(InvalidToken):
     """A user loader found no user of this service for a valid token (Flask and Django alike)."""
 
+    reason: ClassVar[str] = "unknown_user"
     default_description = "the token's subject is not a user of this service"
 
 
 class InsufficientScope(BearerError):
     """The token is valid but lacks the scopes the view needs (RFC 6750 §3.1)."""
 
+    reason: ClassVar[str] = "insufficient_scope"
     status_code = 403
     error = "insufficient_scope"
     default_description = "the access token lacks the required scope"
@@ -248,6 +316,7 @@ class KeysUnavailable(BearerError):
     only ``description`` and ``Retry-After``.
     """
 
+    reason: ClassVar[str] = "keys_unavailable"
     status_code = 503
     error = "temporarily_unavailable"
     default_description = "the token signing keys are unavailable, retry shortly"
@@ -274,4 +343,5 @@ class RevocationUnavailable(KeysUnavailable):
     :class:`KeysUnavailable` so that every adapter answers it the same way.
     """
 
+    reason: ClassVar[str] = "revocation_unavailable"
     default_description = "the token cannot be checked right now, retry shortly"

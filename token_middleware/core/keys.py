@@ -16,6 +16,8 @@ The remote source:
 * refetches at most once per ``JWKS_MIN_REFRESH_SECONDS`` for an unknown ``kid``; concurrent
   threads share that one fetch (single-flight);
 * keeps the last good key set when a fetch fails or returns nothing usable;
+* tells its watch (:mod:`.observe`) of every fetch attempt, ``ok`` or ``error``, and brackets it
+  (and each HTTP GET in it) in a span when a tracer watches;
 * bounds every fetch by ``HTTP_TIMEOUT`` (a whole-response deadline, not only per read) and by
   a size limit;
 * says why it cannot get keys, in operator terms ("connection refused by 127.0.0.1:9 fetching
@@ -45,6 +47,7 @@ from typing import Any, Protocol
 
 from . import _jose
 from .errors import ConfigurationError, KeysUnavailable, UnknownKey
+from .observe import KeyFetch, Watch
 
 log = logging.getLogger("token_middleware.keys")
 
@@ -385,6 +388,7 @@ class RemoteKeySource:
         timeout: float = 5.0,
         fetch: Fetcher = http_get_json,
         clock: Callable[[], float] = time.monotonic,
+        watch: Watch | None = None,
     ) -> None:
         if jwks_url is None and issuer is None:
             raise ConfigurationError("a remote key source needs JWKS_URL or ISSUER (for discovery)")
@@ -407,6 +411,9 @@ class RemoteKeySource:
         self._warned: dict[str, float] = {}  # cause -> when it was last logged at WARNING
         #: Number of HTTP fetches of the key set (successful or not): for tests and benchmarks.
         self.fetch_count = 0
+        #: Told of every fetch attempt (:class:`~.observe.KeyFetch`), in spans too; ``None``: nobody.
+        self.watch = watch
+        self._last_url: str | None = None  # the document the current attempt asked for last
 
     @property
     def retry_after(self) -> int:
@@ -479,9 +486,55 @@ class RemoteKeySource:
             return self._state
         self._last_attempt = now
         self.fetch_count += 1
+        watch = self.watch
+        if watch is None:
+            return self._fetch_keys(now)[0]
+        spans = watch.start("token_middleware.fetch_keys")
+        started = time.perf_counter()
+        try:
+            state, failure = self._fetch_keys(now)
+        except BaseException as exc:
+            watch.finish(spans, None, exc)
+            raise
+        if failure is None:
+            event = KeyFetch("ok", _public_url(self._last_url), time.perf_counter() - started, 200)
+        else:
+            status = failure.status if isinstance(failure, FetchError) else None
+            event = KeyFetch("error", _public_url(self._last_url), time.perf_counter() - started, status,
+                             str(failure) or type(failure).__name__)
+        watch.finish(spans, event)
+        watch.emit(event)
+        return state
+
+    def _get(self, url: str, timeout: float, document: str = "jwks") -> tuple[Any, str | None]:
+        """One GET through the fetcher; in an HTTP client span when a tracer watches."""
+        self._last_url = url
+        watch = self.watch
+        if watch is None or not watch.tracers:
+            return self._fetch(url, timeout)
+        shown = _public_url(url) or ""
+        spans = watch.start("GET", {"http.request.method": "GET", "url.full": shown,
+                                    "token_middleware.document": document})
+        started = time.perf_counter()
+        try:
+            result = self._fetch(url, timeout)
+        except FetchError as exc:
+            watch.finish(spans, KeyFetch("error", shown, time.perf_counter() - started, exc.status, str(exc), document))
+            raise
+        except BaseException as exc:
+            watch.finish(spans, None, exc)
+            raise
+        watch.finish(spans, KeyFetch("ok", shown, time.perf_counter() - started, 200, None, document))
+        return result
+
+    def _get_discovery(self, url: str, timeout: float) -> tuple[Any, str | None]:
+        return self._get(url, timeout, "discovery")
+
+    def _fetch_keys(self, now: float) -> tuple[_State | None, FetchError | ValueError | None]:
+        """One attempt: (the state to use, why this attempt failed or ``None``)."""
         try:
             url = self.jwks_url or self._discover()
-            document, cache_control = self._fetch(url, self.timeout)
+            document, cache_control = self._get(url, self.timeout)
             try:
                 keyset = KeySet.from_jwks(document, self.algorithms, self.keyset)
             except ValueError as exc:
@@ -494,7 +547,7 @@ class RemoteKeySource:
                 )
         except (FetchError, ValueError) as exc:
             self._report_failure(str(exc) or type(exc).__name__, now)
-            return self._state
+            return self._state, exc
         ttl = self.cache_seconds
         max_age = _max_age(cache_control)
         if max_age is not None:
@@ -509,7 +562,7 @@ class RemoteKeySource:
             self._warned.clear()
         elif previous is None or previous.keyset.kids != keyset.kids:
             log.info("key set loaded: kids=%s", sorted(keyset.kids))
-        return state
+        return state, None
 
     def _report_failure(self, cause: str, now: float) -> None:
         """Remember ``cause``; log it at WARNING unless the same cause was logged just now."""
@@ -531,30 +584,56 @@ class RemoteKeySource:
 
     def _discover(self) -> str:
         assert self.issuer is not None
-        url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
-        try:
-            document, _ = self._fetch(url, self.timeout)
-        except FetchError as exc:
-            if exc.status == 404:
-                raise FetchError(f"{exc}: is ISSUER right? Set JWKS_URL if the issuer publishes "
-                                 "no discovery document") from None
-            raise
-        if not isinstance(document, Mapping):
-            raise FetchError(f"discovery document at {url} is not a JSON object")
-        # OpenID Connect Discovery 1.0 §4.3: the issuer in the document MUST match.
-        named = document.get("issuer")
-        if named != self.issuer:
-            slash = (" (they differ only by a trailing slash)"
-                     if isinstance(named, str) and named.rstrip("/") == self.issuer.rstrip("/") else "")
-            raise FetchError(f"discovery document at {url} names issuer {_shown(named)} but ISSUER is "
-                             f"{self.issuer!r}{slash}: set ISSUER to exactly the issuer the document names")
-        jwks_uri = document.get("jwks_uri")
-        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")) \
-                or len(jwks_uri) > 2048 or not jwks_uri.isprintable() or " " in jwks_uri:
-            got = f" (it names {_shown(jwks_uri)})" if jwks_uri is not None else ""
-            raise FetchError(f"discovery document at {url} has no usable jwks_uri{got}")
+        url, document = fetch_discovery(self.issuer, self._get_discovery, self.timeout)
+        jwks_uri = discovered_url(document, "jwks_uri", url)
         self.jwks_url = jwks_uri
         return jwks_uri
+
+
+def fetch_discovery(issuer: str, fetch: Fetcher, timeout: float) -> tuple[str, Mapping[str, Any]]:
+    """``(url, document)``: ``issuer``'s OpenID discovery document, whose ``issuer`` is checked.
+
+    The one reader of discovery documents: the key source takes ``jwks_uri`` from it, the token
+    exchange (:mod:`token_middleware.core.exchange`) ``token_endpoint``. Raises
+    :class:`FetchError` naming the cause.
+    """
+    url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+    try:
+        document, _ = fetch(url, timeout)
+    except FetchError as exc:
+        if exc.status == 404:
+            raise FetchError(f"{exc}: is ISSUER right? Set JWKS_URL if the issuer publishes "
+                             "no discovery document") from None
+        raise
+    if not isinstance(document, Mapping):
+        raise FetchError(f"discovery document at {url} is not a JSON object")
+    # OpenID Connect Discovery 1.0 §4.3: the issuer in the document MUST match.
+    named = document.get("issuer")
+    if named != issuer:
+        slash = (" (they differ only by a trailing slash)"
+                 if isinstance(named, str) and named.rstrip("/") == issuer.rstrip("/") else "")
+        raise FetchError(f"discovery document at {url} names issuer {_shown(named)} but ISSUER is "
+                         f"{issuer!r}{slash}: set ISSUER to exactly the issuer the document names")
+    return url, document
+
+
+def discovered_url(document: Mapping[str, Any], name: str, url: str) -> str:
+    """The URL member ``name`` of the discovery document fetched from ``url``; raises :class:`FetchError`."""
+    value = document.get(name)
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")) \
+            or len(value) > 2048 or not value.isprintable() or " " in value:
+        got = f" (it names {_shown(value)})" if value is not None else ""
+        raise FetchError(f"discovery document at {url} has no usable {name}{got}")
+    return value
+
+
+def _public_url(url: str | None) -> str | None:
+    """``url`` without credentials (``user:password@``), for spans and events."""
+    if url is None or "@" not in url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _word(value: Any) -> str:

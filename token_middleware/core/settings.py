@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,6 +48,16 @@ DEFAULTS: Mapping[str, Any] = {
     "HTTP_TIMEOUT": 5.0,
     "MAX_TOKEN_BYTES": 8192,
     "ALLOW_QUERY_TOKEN": False,
+    # Tokens from other identity providers (docs/identity-providers.md).
+    "AUDIENCE_CLAIMS": ("aud",),
+    # RFC 7662 introspection of opaque tokens (core/introspection.py).
+    "INTROSPECTION_URL": None,
+    "CLIENT_ID": None,
+    "CLIENT_SECRET": None,
+    "INTROSPECTION_REQUIRED_CLAIMS": ("exp",),
+    "INTROSPECTION_CACHE_SECONDS": 60,
+    # RFC 8693 token exchange for FORWARD_TO entries naming an audience (core/exchange.py).
+    "TOKEN_ENDPOINT": None,
 }
 
 NAMES = ("ISSUER", "AUDIENCE", *DEFAULTS)
@@ -110,6 +121,109 @@ def _check_url(name: str, url: str) -> str:
     return url
 
 
+def _optional_text(name: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string", setting=name)
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _audience_claims(merged: Mapping[str, Any]) -> tuple[str, ...]:
+    claims = _as_list("AUDIENCE_CLAIMS", merged["AUDIENCE_CLAIMS"])
+    if not claims:
+        raise ConfigurationError("AUDIENCE_CLAIMS must name at least one claim, e.g. aud", setting="AUDIENCE_CLAIMS")
+    required = _as_list("REQUIRED_CLAIMS", merged["REQUIRED_CLAIMS"])
+    if claims != ("aud",) and not set(claims) & set(required):
+        # A new setting never silently turns the audience check off for tokens without the claim.
+        raise ConfigurationError(
+            f"AUDIENCE_CLAIMS={','.join(claims)} but none of them is in REQUIRED_CLAIMS: tokens "
+            f"without them would skip the audience check. Add {claims[0]} to REQUIRED_CLAIMS",
+            setting="AUDIENCE_CLAIMS",
+        )
+    return claims
+
+
+def _introspection(merged: Mapping[str, Any]) -> dict[str, Any]:
+    """The RFC 7662 settings, checked: an endpoint needs the client credential, over TLS."""
+    url = _optional_text("INTROSPECTION_URL", merged["INTROSPECTION_URL"])
+    client_id = _optional_text("CLIENT_ID", merged["CLIENT_ID"])
+    client_secret = _optional_text("CLIENT_SECRET", merged["CLIENT_SECRET"])
+    if url is not None:
+        _check_url("INTROSPECTION_URL", url)
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
+            # RFC 7662 §4: the endpoint MUST be protected by TLS (it gets tokens and our secret).
+            raise ConfigurationError(
+                f"INTROSPECTION_URL must be an https URL (RFC 7662 §4), got {url!r}; "
+                "plain http is allowed only to a loopback address",
+                setting="INTROSPECTION_URL",
+            )
+        if parts.username is not None or parts.password is not None or parts.fragment:
+            raise ConfigurationError(
+                "INTROSPECTION_URL must not carry credentials or a fragment; "
+                "set CLIENT_ID and CLIENT_SECRET instead",
+                setting="INTROSPECTION_URL",
+            )
+        if client_id is None or client_secret is None:
+            missing = "CLIENT_ID" if client_id is None else "CLIENT_SECRET"
+            raise ConfigurationError(
+                f"INTROSPECTION_URL needs {missing}: the credential this service authenticates "
+                "with at the introspection endpoint (HTTP Basic, client_secret_basic)",
+                setting=missing,
+            )
+    return {
+        "introspection_url": url,
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "introspection_required_claims": _as_list(
+            "INTROSPECTION_REQUIRED_CLAIMS", merged["INTROSPECTION_REQUIRED_CLAIMS"]
+        ),
+        "introspection_cache_seconds": int(_as_number(
+            "INTROSPECTION_CACHE_SECONDS", merged["INTROSPECTION_CACHE_SECONDS"], minimum=0, integer=True
+        )),
+    }
+
+
+def _token_endpoint(merged: Mapping[str, Any]) -> str | None:
+    """``TOKEN_ENDPOINT``, checked: it gets tokens and our secret, so TLS unless on loopback."""
+    url = _optional_text("TOKEN_ENDPOINT", merged["TOKEN_ENDPOINT"])
+    if url is not None:
+        check_endpoint_url("TOKEN_ENDPOINT", url)
+    return url
+
+
+def check_endpoint_url(name: str, url: str) -> str:
+    """An endpoint that receives a token and the client secret: https, or http to loopback only.
+
+    RFC 6749 §3.2: the token endpoint MUST be protected by TLS. No userinfo, no fragment.
+    """
+    _check_url(name, url)
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
+        raise ConfigurationError(
+            f"{name} must be an https URL (RFC 6749 §3.2), got {url!r}; plain http is allowed "
+            "only to a loopback address",
+            setting=name,
+        )
+    if parts.username is not None or parts.password is not None or parts.fragment:
+        raise ConfigurationError(
+            f"{name} must not carry credentials or a fragment; set CLIENT_ID and CLIENT_SECRET "
+            "instead",
+            setting=name,
+        )
+    return url
+
+
 @dataclass(frozen=True)
 class Settings:
     """Validated settings. Build with :meth:`from_mapping`, :meth:`from_env` or :meth:`from_prefixed`.
@@ -134,6 +248,13 @@ class Settings:
     http_timeout: float
     max_token_bytes: int
     allow_query_token: bool
+    audience_claims: tuple[str, ...] = ("aud",)
+    introspection_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)  # never in repr or logs
+    introspection_required_claims: tuple[str, ...] = ("exp",)
+    introspection_cache_seconds: int = 60
+    token_endpoint: str | None = None
 
     def __post_init__(self) -> None:
         # FORWARD_TO is parsed here, once per Settings object, by the one host parser: a bad
@@ -142,6 +263,32 @@ class Settings:
         allowlist = HostAllowlist(self.forward_to)
         object.__setattr__(self, "forward_to", allowlist.entries)
         object.__setattr__(self, "_allowlist", allowlist)
+        if allowlist.audiences:
+            self._check_exchange(allowlist)
+
+    def _check_exchange(self, allowlist: HostAllowlist) -> None:
+        """An entry naming an audience needs a credential and a token endpoint, at start-up."""
+        entry = next(e for e in allowlist.entries if "=" in e)
+        audience = entry.partition("=")[2]
+        if self.client_id is None or self.client_secret is None:
+            missing = "CLIENT_ID" if self.client_id is None else "CLIENT_SECRET"
+            raise ConfigurationError(
+                f"FORWARD_TO entry {entry!r} exchanges the token for {audience!r}, which needs "
+                "this service's own credential at the token endpoint: set CLIENT_ID and "
+                "CLIENT_SECRET (TOKEN_MIDDLEWARE_CLIENT_ID, TOKEN_MIDDLEWARE_CLIENT_SECRET), or "
+                f"drop '={audience}' to forward the token as it is",
+                setting=missing,
+            )
+        if self.token_endpoint is None:
+            for iss in self.issuers:
+                parts = urlsplit(iss)
+                if parts.scheme not in ("http", "https") or not parts.hostname:
+                    raise ConfigurationError(
+                        f"FORWARD_TO entry {entry!r} exchanges the token, and the token endpoint "
+                        f"cannot be discovered from the issuer {iss!r} (not an http(s) URL): "
+                        "set TOKEN_ENDPOINT",
+                        setting="TOKEN_ENDPOINT",
+                    )
 
     @property
     def allowlist(self) -> HostAllowlist:
@@ -266,6 +413,9 @@ class Settings:
             http_timeout=_as_number("HTTP_TIMEOUT", merged["HTTP_TIMEOUT"], minimum=0.001, integer=False),
             max_token_bytes=int(_as_number("MAX_TOKEN_BYTES", merged["MAX_TOKEN_BYTES"], minimum=64, integer=True)),
             allow_query_token=_as_bool("ALLOW_QUERY_TOKEN", merged["ALLOW_QUERY_TOKEN"]),
+            audience_claims=_audience_claims(merged),
+            **_introspection(merged),
+            token_endpoint=_token_endpoint(merged),
         )
 
     @classmethod

@@ -5,9 +5,13 @@ Not trusted: every byte of the token. The checks, in order (RFC 7519, RFC 8725, 
 
 1. size: longer than ``MAX_TOKEN_BYTES`` is refused before any parsing;
 2. form: compact JWS only — three strict, canonical, unpadded base64url segments. JWE (five
-   segments), JSON serialization and unencoded payloads (``b64: false``) are refused;
+   segments), JSON serialization and unencoded payloads (``b64: false``) are refused. With
+   ``INTROSPECTION_URL``, a token that is not three segments is not refused here: it is
+   introspected (RFC 7662, :mod:`token_middleware.core.introspection`), and the answer gets
+   the claim steps of step 5 with ``INTROSPECTION_REQUIRED_CLAIMS`` as the required claims;
 3. header: a JSON object without duplicate names; ``crit`` is refused; ``typ`` must be in
-   ``ACCEPTED_TYPES`` (compared case-insensitively); ``alg`` must be in ``ALGORITHMS`` (``none``
+   ``ACCEPTED_TYPES`` (compared case-insensitively; the word ``absent`` there accepts a header
+   without ``typ``); ``alg`` must be in ``ALGORITHMS`` (``none``
    never is) and is matched against the key's type; ``kid``, when present, must be a string.
    ``jku``, ``x5u``, ``jwk`` and ``x5c`` are ignored: keys come only from configuration;
 4. signature: checked with the key selected by ``kid`` and ``alg``. Just before, the payload is
@@ -15,10 +19,11 @@ Not trusted: every byte of the token. The checks, in order (RFC 7519, RFC 8725, 
    :class:`InvalidIssuer` with no key lookup, so a foreign issuer's token never costs a JWKS
    refetch. The unverified ``iss`` only ever chooses between two refusals;
 5. claims: ``REQUIRED_CLAIMS`` present; ``iss`` exactly one of ``ISSUER``; ``aud`` (a string or
-   an array of strings) contains ``AUDIENCE``; ``exp``, ``nbf`` and ``iat`` are finite JSON
+   an array of strings; or another of ``AUDIENCE_CLAIMS``) contains ``AUDIENCE``; ``exp``, ``nbf`` and ``iat`` are finite JSON
    numbers (not strings, not booleans) checked with ``LEEWAY``, and ``iat`` is not in the
-   future; ``sub``, ``client_id`` and ``jti`` are strings; scope claims are a string or a list
-   of strings.
+   future; ``sub``, ``client_id`` and ``jti`` are strings; scope claims (names or dotted paths)
+   are a string or a list of strings; ``act`` (RFC 8693 §4.1), when present, is an actor chain: objects with a ``sub``
+   string, nested under ``act``, at most 16 deep.
 
 The header and claim checks are named :class:`Step` objects (``header_steps``, ``claim_steps``):
 :meth:`TokenValidator.validate` runs them and :meth:`TokenValidator.explain` walks the very same
@@ -30,8 +35,9 @@ acceptance, verified-cache hits included. Both can only refuse.
 
 A verified token is cached (bounded LRU) by its exact string, until its ``exp`` and only while
 the key that verified it is still in the key set. The strict base64url decoder rejects
-non-canonical encodings, so two different strings never verify as the same token here; even so,
-never key anything security-relevant (a denylist) on the raw string: use ``jti``.
+non-canonical encodings, but ECDSA signatures are malleable: for ES256, (r, s) and (r, n - s)
+are both valid, so one token has two spellings that verify. Never key anything
+security-relevant (a denylist, an exchange cache) on the raw string: use ``jti``.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from . import _jose, b64url
@@ -68,10 +74,12 @@ from .errors import (
     UnsupportedSerialization,
 )
 from .hooks import ClaimCheck, Hooks, RevocationCheck, hook_name
-from .keys import KeySource, RemoteKeySource, StaticKeySource, VerificationKey, load_key_file
-from .scopes import parse_scopes
+from .introspection import Introspector, is_compact_jws
+from .keys import KeySet, KeySource, RemoteKeySource, StaticKeySource, VerificationKey, load_key_file
+from .observe import Observer, Tracer, Watch
+from .scopes import claim_value, parse_scopes, scope_value_is_valid
 from .settings import Settings
-from .token import AccessToken
+from .token import MAX_ACTORS, AccessToken, parse_actors
 
 
 _TIME_CLAIMS = ("exp", "nbf", "iat")
@@ -105,6 +113,8 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
 
 
 _ABSENT = object()
+#: The word in ``ACCEPTED_TYPES`` that accepts a header without ``typ``.
+ABSENT_TYPE = "absent"
 _MAX_TIME = 2**53  # JSON's safe-integer range; also keeps float() and time functions safe
 
 
@@ -139,6 +149,7 @@ class Check:
     name: str
     passed: bool | None  # None: not run, because an earlier check failed
     detail: str
+    reason: str | None = None  # the refusal's reason code (errors.py) when the check failed
 
 
 class Step(NamedTuple):
@@ -157,14 +168,16 @@ class Step(NamedTuple):
 class _Entry:
     __slots__ = ("token", "key", "expires_at")
 
-    def __init__(self, token: AccessToken, key: VerificationKey, expires_at: float) -> None:
+    def __init__(self, token: AccessToken, key: VerificationKey | None, expires_at: float) -> None:
         self.token = token
         self.key = key
         self.expires_at = expires_at
 
 
-def build_key_source(settings: Settings, issuer: str | None = None) -> KeySource:
-    """The key source the settings describe (static file, JWKS URL, or discovery)."""
+def build_key_source(settings: Settings, issuer: str | None = None, watch: Watch | None = None) -> KeySource:
+    """The key source the settings describe (static file, JWKS URL, or discovery).
+
+    ``watch`` (:mod:`.observe`) is told of every fetch of a remote key set."""
     if settings.public_keys:
         return StaticKeySource(load_key_file(settings.public_keys, settings.algorithms))
     return RemoteKeySource(
@@ -174,6 +187,7 @@ def build_key_source(settings: Settings, issuer: str | None = None) -> KeySource
         cache_seconds=settings.jwks_cache_seconds,
         min_refresh_seconds=settings.jwks_min_refresh_seconds,
         timeout=settings.http_timeout,
+        watch=watch,
     )
 
 
@@ -185,6 +199,9 @@ class TokenValidator:
     ``is_revoked(token) -> bool`` and ``claim_checks`` (functions of the verified claims) can
     only refuse a token; see :mod:`token_middleware.core.hooks`. Both are checked here, at
     start-up (:class:`ConfigurationError`), and fixed for the life of the validator.
+    ``observers`` (plain callables of an event, see :mod:`token_middleware.core.observe`) are
+    told of every verdict and every key fetch; they can never change a verdict. Without them
+    :attr:`watch` is ``None`` and the hot path pays one comparison.
 
     .. warning:: The accepted algorithms are always ``settings.algorithms``; the token's ``alg``
        header only selects among them (RFC 8725 §2.1, §3.1).
@@ -199,8 +216,11 @@ class TokenValidator:
         clock: Callable[[], float] = time.time,
         is_revoked: RevocationCheck | None = None,
         claim_checks: Sequence[ClaimCheck] = (),
+        observers: Sequence[Observer | Tracer] = (),
     ) -> None:
         self.settings = settings
+        #: The observers (:mod:`token_middleware.core.observe`), or ``None``: nothing to tell.
+        self.watch: Watch | None = Watch(observers) if observers else None
         self.cache_size = cache_size
         self._clock = clock
         self._hooks = Hooks(is_revoked, claim_checks)
@@ -208,18 +228,23 @@ class TokenValidator:
         self._sources: dict[str, KeySource]
         if keys is not None:
             self._sources = {iss: keys for iss in settings.issuers}
+            if isinstance(keys, RemoteKeySource) and keys.watch is None:
+                keys.watch = self.watch  # a source handed in is watched like one built here
         elif settings.public_keys or settings.jwks_url or len(settings.issuers) == 1:
-            shared = build_key_source(settings)
+            shared = build_key_source(settings, watch=self.watch)
             self._sources = {iss: shared for iss in settings.issuers}
         else:
-            self._sources = {iss: build_key_source(settings, iss) for iss in settings.issuers}
+            self._sources = {iss: build_key_source(settings, iss, self.watch) for iss in settings.issuers}
         distinct = {id(s): s for s in self._sources.values()}
         self._single_source: KeySource | None = (
             next(iter(distinct.values())) if len(distinct) == 1 else None
         )
         self._issuers = frozenset(settings.issuers)
         self._algorithms = frozenset(settings.algorithms)
-        self._accepted_types = frozenset(settings.accepted_types)
+        # The word "absent" in ACCEPTED_TYPES accepts a header without typ (Okta, Cognito); it
+        # is never matched as a typ value itself.
+        self._accepted_types = frozenset(settings.accepted_types) - {ABSENT_TYPE}
+        self._typ_may_be_absent = ABSENT_TYPE in settings.accepted_types
         self._scope_claims = settings.scope_claims
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -245,6 +270,10 @@ class TokenValidator:
         )
         self._header_checks = tuple(step.check for step in self.header_steps)
         self._claim_checks = tuple(step.check for step in self.claim_steps)
+        #: RFC 7662 introspection of opaque tokens (:mod:`.introspection`), or ``None``.
+        self.introspector: Introspector | None = (
+            self._make_introspector() if settings.introspection_url else None
+        )
 
     @property
     def key_sources(self) -> tuple[KeySource, ...]:
@@ -275,6 +304,8 @@ class TokenValidator:
             # A string that is in the verified cache is a well-formed b64token.
             entry = self._cache.get(authorization[7:])
             if entry is not None and self._fresh(entry, self._clock()):
+                if self.watch is not None:
+                    self.watch.accepted_from_cache(entry.token)
                 return entry.token
         return None
 
@@ -291,8 +322,14 @@ class TokenValidator:
 
         Raises an :class:`~token_middleware.core.errors.InvalidToken` subclass, or
         :class:`~token_middleware.core.errors.KeysUnavailable` when no keys can be had (or
-        its subclass ``RevocationUnavailable`` when the ``is_revoked`` hook fails).
+        its subclass ``RevocationUnavailable`` when the ``is_revoked`` hook fails). With
+        observers, the verdict is timed, traced and told to them (:mod:`.observe`).
         """
+        if self.watch is None:
+            return self._validate(raw)
+        return self.watch.validate(self._validate, raw)
+
+    def _validate(self, raw: str | bytes) -> AccessToken:
         if isinstance(raw, bytes):
             if len(raw) > self.settings.max_token_bytes:
                 raise TokenTooLarge()
@@ -316,6 +353,9 @@ class TokenValidator:
                     self._hooks.check_revoked(entry.token)
                 return entry.token
             self._evict(raw)
+
+        if self.introspector is not None and not is_compact_jws(raw):
+            return self._introspect(raw, now)
 
         parsed = self.parse(raw, self._headers)
         claims, key = self._verify(parsed)
@@ -350,7 +390,7 @@ class TokenValidator:
             try:
                 result = fn()
             except BearerError as exc:
-                checks.append(Check(name, False, _operator_words(exc, context)))
+                checks.append(Check(name, False, _operator_words(exc, context), exc.reason))
                 return None
             checks.append(Check(name, True, ok))
             return result if result is not None else True
@@ -359,6 +399,9 @@ class TokenValidator:
         if not run("size", lambda: self._check_size(raw), f"{len(raw)} bytes (limit {s.max_token_bytes})",
                    f"{len(raw)} bytes, limit {s.max_token_bytes}"):
             return checks
+        if self.introspector is not None and not is_compact_jws(raw):
+            return checks + [Check("form", None, "not a compact JWS: an opaque token, introspected at "
+                                   f"{self.introspector.url} (RFC 7662); not asked from here")]
         parsed = run("form", lambda: self.parse(raw), "a compact JWS: three base64url segments")
         if parsed is None:
             return checks + [Check("signature", None, "not checked: the token could not be parsed")]
@@ -380,7 +423,7 @@ class TokenValidator:
                 checks.append(Check("signature", None, "not checked: the iss is not a trusted issuer (below)"))
             except BearerError as exc:
                 context = f"kid={header.get('kid')!r}, alg={header.get('alg')}"
-                checks.append(Check("signature", False, _operator_words(exc, context)))
+                checks.append(Check("signature", False, _operator_words(exc, context), exc.reason))
             else:
                 checks.append(Check("signature", True, f"verified with the configured key kid={header.get('kid')!r}"))
         if verified:
@@ -506,6 +549,8 @@ class TokenValidator:
 
     def _check_typ(self, header: Mapping[str, Any]) -> None:
         typ = header.get("typ")
+        if typ is None and "typ" not in header and self._typ_may_be_absent:
+            return
         if not isinstance(typ, str) or typ.lower() not in self._accepted_types:
             raise InvalidType()
 
@@ -564,11 +609,15 @@ class TokenValidator:
             if name in claims and type(claims[name]) is not str:
                 raise InvalidClaim(f"the {name} claim must be a string", claim=name)
         for name in self.settings.scope_claims:
-            value = claims.get(name)
-            if value is not None and not (
-                isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
-            ):
+            # Nested values too: "realm_access.roles" is checked like a top-level "scp".
+            if not scope_value_is_valid(claim_value(claims, name)):
                 raise InvalidClaim(f"the {name} claim must be a string or a list of strings", claim=name)
+        # RFC 8693 §4.1: act is an object naming the actor (sub), nesting the earlier ones.
+        if "act" in claims and (claims["act"] is None or parse_actors(claims["act"]) is None):
+            raise InvalidClaim(
+                f"the act claim must be an object with a sub string, nesting at most {MAX_ACTORS} actors",
+                claim="act",
+            )
 
     def _check_issuer(self, claims: dict[str, Any], now: float) -> None:
         iss = claims.get("iss")
@@ -578,17 +627,24 @@ class TokenValidator:
             raise InvalidIssuer(claim="iss")
 
     def _check_audience(self, claims: dict[str, Any], now: float) -> None:
-        aud = claims.get("aud")
-        if aud is None and "aud" not in self.settings.required_claims:
-            return
-        if isinstance(aud, str):
-            ok = aud == self.settings.audience
-        elif isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud):
-            ok = self.settings.audience in aud
-        else:
-            raise InvalidAudience("the aud claim must be a string or a list of strings", claim="aud")
-        if not ok:
-            raise InvalidAudience(claim="aud")
+        # AUDIENCE must be in one of AUDIENCE_CLAIMS (default: aud; Cognito: client_id). A claim
+        # that is absent and not required is skipped; one that is present must be well-typed.
+        required = self.settings.required_claims
+        names = self.settings.audience_claims
+        checked = ok = False
+        for name in names:
+            aud = claims.get(name)
+            if aud is None and name not in required:
+                continue
+            checked = True
+            if isinstance(aud, str):
+                ok = ok or aud == self.settings.audience
+            elif isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud):
+                ok = ok or self.settings.audience in aud
+            else:
+                raise InvalidAudience(f"the {name} claim must be a string or a list of strings", claim=name)
+        if checked and not ok:
+            raise InvalidAudience(claim=names[0])
 
     def _check_exp(self, claims: dict[str, Any], now: float) -> None:
         exp = claims.get("exp")
@@ -647,7 +703,37 @@ class TokenValidator:
                 self._cache.popitem(last=False)
 
     def _fresh(self, entry: _Entry, now: float) -> bool:
-        return now <= entry.expires_at and self._source_for(entry.token.issuer).contains(entry.key)
+        # An introspected token has no key: its entry expires by time alone.
+        key = entry.key
+        return now <= entry.expires_at and (key is None or self._source_for(entry.token.issuer).contains(key))
+
+    # -- opaque tokens (RFC 7662, core/introspection.py) ------------------------------------
+
+    def _make_introspector(self) -> Introspector:
+        # The answer gets the JWT claim steps, with INTROSPECTION_REQUIRED_CLAIMS as the required
+        # claims: a second validator over the same settings, holding no keys, runs them.
+        policy = TokenValidator(
+            replace(self.settings, required_claims=self.settings.introspection_required_claims,
+                    introspection_url=None),
+            keys=StaticKeySource(KeySet(())), cache_size=0, clock=self._clock,
+            claim_checks=self._hooks.claim_checks,
+        )
+        return Introspector(self.settings, claim_checks=[step.check for step in policy.claim_steps],
+                            build=lambda raw, claims: self._build(raw, claims, {}), clock=self._clock)
+
+    def _introspect(self, raw: str, now: float) -> AccessToken:
+        assert self.introspector is not None
+        token, until = self.introspector.validate(raw, now)
+        if self.cache_size and until > now:
+            entry = _Entry(token, None, until)
+            with self._cache_lock:
+                self._cache[raw] = entry
+                self._cache.move_to_end(raw)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        if self._is_revoked is not None:
+            self._hooks.check_revoked(token)
+        return token
 
     def _evict(self, raw: str) -> None:
         with self._cache_lock:

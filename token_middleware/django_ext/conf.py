@@ -5,7 +5,7 @@ Trusted: the deployer's settings only. :data:`conf` is a stateless object: every
 the ``TOKEN_MIDDLEWARE_<NAME>`` environment variable, the same rule as the Flask extension's
 ``app.config``.
 
-Three more keys exist only in Django's dict (they are not environment names): dotted paths
+Four more keys exist only in Django's dict (they are not environment names): dotted paths
 resolved with :func:`~django.utils.module_loading.import_string` when the runtime is built.
 
 ``IS_REVOKED``
@@ -18,8 +18,12 @@ resolved with :func:`~django.utils.module_loading.import_string` when the runtim
     ``load_user(token) -> user | None``: the application's user for a valid token (a Django
     user model instance or anything user-like); ``None`` refuses the token. Without it
     ``request.user`` is the stateless :class:`~.users.TokenUser` (see :mod:`.users`).
+``OBSERVERS``
+    a list of observers (:mod:`token_middleware.core.observe`): a dotted path to a function of
+    the event, or to a class, which is instantiated with no arguments, e.g.
+    ``["token_middleware.metrics.PrometheusMetrics"]``.
 
-The first two go to the :class:`~token_middleware.core.validator.TokenValidator`
+The first two and ``OBSERVERS`` go to the :class:`~token_middleware.core.validator.TokenValidator`
 (:mod:`token_middleware.core.hooks` says exactly how they are called). A value may also be the
 callable itself rather than its dotted path (handy in ``override_settings``).
 
@@ -45,6 +49,7 @@ from django.utils.module_loading import import_string
 
 from ..core.errors import ConfigurationError
 from ..core.hooks import ClaimCheck, RevocationCheck
+from ..core.observe import Observer, Tracer
 from ..core.runtime import Runtime
 from ..core.settings import NAMES, PREFIX, Settings
 from ..core.token import AccessToken
@@ -55,7 +60,7 @@ APP_LABEL = "token_middleware"
 MIDDLEWARE_PATH = "token_middleware.django_ext.middleware.TokenMiddleware"
 
 #: Keys of ``TOKEN_MIDDLEWARE`` that hold dotted paths (never read from the environment).
-EXTENSION_NAMES = ("IS_REVOKED", "CLAIM_CHECKS", "USER_LOADER")
+EXTENSION_NAMES = ("IS_REVOKED", "CLAIM_CHECKS", "USER_LOADER", "OBSERVERS")
 
 #: ``load_user(token)``: a plain function, or an ``async def`` one.
 UserLoader = Callable[[AccessToken], Union[Any, Awaitable[Any]]]
@@ -76,6 +81,7 @@ class Extensions:
     is_revoked: RevocationCheck | None = None
     claim_checks: tuple[ClaimCheck, ...] = ()
     user_loader: UserLoader | None = None
+    observers: tuple[Observer | Tracer, ...] = ()
 
 
 def _callable(name: str, value: Any) -> Callable[..., Any]:
@@ -88,6 +94,20 @@ def _callable(name: str, value: Any) -> Callable[..., Any]:
     if not callable(value):
         raise ExtensionError(f"{name}: {value!r} is not callable", setting=name)
     return value  # type: ignore[no-any-return]
+
+
+def _observer(value: Any) -> Observer | Tracer:
+    """An ``OBSERVERS`` entry: the observer itself, or a class instantiated with no arguments."""
+    found = _callable("OBSERVERS", value)
+    if isinstance(found, type):
+        try:
+            instance = found()
+        except ConfigurationError as err:
+            raise ExtensionError(f"OBSERVERS: {err}", setting="OBSERVERS") from None
+        if not callable(instance) and not isinstance(instance, Tracer):
+            raise ExtensionError(f"OBSERVERS: a {found.__name__} is not callable", setting="OBSERVERS")
+        return instance  # type: ignore[no-any-return]
+    return found
 
 
 class Conf:
@@ -129,10 +149,17 @@ class Conf:
             )
         revoked = raw.get("IS_REVOKED")
         loader = raw.get("USER_LOADER")
+        observers = raw.get("OBSERVERS") or ()
+        if isinstance(observers, str) or not isinstance(observers, Sequence):
+            raise ExtensionError(
+                'OBSERVERS must be a list of dotted paths, e.g. ["token_middleware.metrics.PrometheusMetrics"]',
+                setting="OBSERVERS",
+            )
         return Extensions(
             is_revoked=None if revoked is None else _callable("IS_REVOKED", revoked),
             claim_checks=tuple(_callable("CLAIM_CHECKS", check) for check in checks),
             user_loader=None if loader is None else _callable("USER_LOADER", loader),
+            observers=tuple(_observer(entry) for entry in observers),
         )
 
 
@@ -160,7 +187,8 @@ def build_runtime() -> DjangoRuntime:
     """Settings, hooks and validator from the current ``TOKEN_MIDDLEWARE``; raises ``ConfigurationError``."""
     built = conf.build()
     ext = conf.extensions()
-    validator = TokenValidator(built, is_revoked=ext.is_revoked, claim_checks=ext.claim_checks)
+    validator = TokenValidator(built, is_revoked=ext.is_revoked, claim_checks=ext.claim_checks,
+                               observers=ext.observers)
     return DjangoRuntime(validator=validator, user_loader=ext.user_loader)
 
 

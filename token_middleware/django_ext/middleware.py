@@ -15,7 +15,11 @@ With a valid token:
   authentication (``AuthenticationMiddleware``, listed *before* this one) found an
   authenticated user; the session is then looked at lazily, only if ``request.user`` is used;
 * the core ``ContextVar`` holds the token until the response is closed (streamed bodies
-  included), so outgoing propagation sees it.
+  included), so outgoing propagation sees it;
+* the ``token_authenticated`` signal is sent (:mod:`.signals`).
+
+Each refusal is written to the ``token_middleware.audit`` log, told to the ``OBSERVERS`` and sent
+as ``token_refused`` (:mod:`.signals`, :mod:`token_middleware.core.audit`).
 
 The settings and the validator are built when the middleware is loaded, so a server with bad
 settings refuses to start (``ImproperlyConfigured`` naming the fix). Under ASGI a token found
@@ -42,6 +46,7 @@ from ..core.token import AccessToken
 from .apps import runtime_cache
 from .conf import DjangoRuntime
 from .responses import bearer_error_response
+from .signals import authenticated, refused
 from .users import aload_user, load_user
 
 #: Where the decorators find the realm of the runtime that validated this request.
@@ -101,13 +106,17 @@ class TokenMiddleware:
         if self.async_mode:
             return self.__acall__(request)
         runtime = self.runtimes.get()
+        token = None
         try:
             token = runtime.validator.authenticate(*_credentials(request))
             user = None if token is None else load_user(runtime.user_loader, token)
         except BearerError as err:
+            refused(TokenMiddleware, runtime.validator, request, err, token=token)
             return bearer_error_response(request, err, runtime.realm)
         _attach(request, token, user, runtime)
-        handle = bind_token(token, runtime.settings)
+        if token is not None:
+            authenticated(TokenMiddleware, request, token)
+        handle = bind_token(token, runtime.settings, runtime.validator.watch)
         try:
             response: HttpResponseBase = self.get_response(request)
         except BaseException:
@@ -118,13 +127,17 @@ class TokenMiddleware:
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         runtime = self.runtimes.get()
+        token = None
         try:
             token = await self._avalidate(runtime, *_credentials(request))
             user = None if token is None else await aload_user(runtime.user_loader, token)
         except BearerError as err:
+            refused(TokenMiddleware, runtime.validator, request, err, token=token)
             return bearer_error_response(request, err, runtime.realm)
         _attach(request, token, user, runtime)
-        handle = bind_token(token, runtime.settings)
+        if token is not None:
+            authenticated(TokenMiddleware, request, token)
+        handle = bind_token(token, runtime.settings, runtime.validator.watch)
         try:
             get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
             response = await get_response(request)

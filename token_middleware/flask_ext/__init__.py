@@ -3,8 +3,8 @@ scope decorators.
 
 Trusted: the settings in ``app.config`` (``TOKEN_MIDDLEWARE_*``, environment as fallback) and the
 keys they point at; never anything a request says about keys. See :mod:`.extension` for what
-happens on each request, :mod:`.decorators` for the authorization rules and :mod:`.users` for
-the user loader.
+happens on each request, :mod:`.decorators` for the authorization rules, :mod:`.users` for
+the user loader and :mod:`.signals` for ``token_authenticated`` and ``token_refused``.
 
     from token_middleware.flask_ext import TokenAuth, current_token, require_scopes
 
@@ -19,9 +19,10 @@ the user loader.
 from __future__ import annotations
 
 from .config import EXTENSION_KEY, TokenAuthState, get_state
-from .decorators import require_any_scope, require_scopes, require_token
+from .decorators import require_actor, require_any_scope, require_scopes, require_token
 from .errors import bearer_error_response
 from .extension import TokenAuth, UserLoader, current_token, get_current_token
+from .signals import token_authenticated, token_refused
 from .users import get_token_user, token_user
 
 __all__ = [
@@ -34,8 +35,11 @@ __all__ = [
     "get_current_token",
     "get_state",
     "get_token_user",
+    "require_actor",
     "require_any_scope",
     "require_scopes",
     "require_token",
+    "token_authenticated",
+    "token_refused",
     "token_user",
 ]

@@ -15,6 +15,9 @@ called through ``current_app.ensure_sync``.
     @app.delete("/orders/<int:order_id>")
     @require_scopes(["orders:read", "orders:write"], ["admin"])   # both orders scopes, or admin
     def delete_order(order_id): ...
+
+``require_actor("orders-service")`` asks for the nearest actor of the token's ``act`` chain
+instead (:mod:`token_middleware.core.actors`): 403 ``insufficient_scope`` otherwise.
 """
 
 from __future__ import annotations
@@ -25,21 +28,33 @@ from typing import Any, TypeVar
 
 from flask import current_app, request
 
+from ..core.actors import actor_requirement, check_actor
 from ..core.scopes import Requirement, ScopeDecorators, check_requirement
+from ..core.token import AccessToken
 from .config import get_state
+from ..core.errors import BearerError
 from .extension import get_current_token
+from .signals import refused
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _guard(required: Requirement) -> Callable[[F], F]:
+    return _guard_with(lambda token: check_requirement(token, required))
+
+
+def _guard_with(check: Callable[[AccessToken | None], object]) -> Callable[[F], F]:
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             get_state()  # a programming error (extension not set up) must not become a 401
             token = get_current_token()
             if not (token is None and request.method == "OPTIONS"):
-                check_requirement(token, required)
+                try:
+                    check(token)
+                except BearerError as err:
+                    refused(err, token)
+                    raise
             return current_app.ensure_sync(view)(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -51,3 +66,13 @@ _decorators = ScopeDecorators(_guard)
 require_scopes = _decorators.require_scopes
 require_any_scope = _decorators.require_any_scope
 require_token = _decorators.require_token
+
+
+def require_actor(*actors: str) -> Callable[[F], F]:
+    """Require a valid token whose nearest actor (``act``, RFC 8693 §4.1) is one of ``actors``.
+
+    ``@require_actor("orders-service")``: the view must be called through the orders service
+    with a token it obtained by exchange. Otherwise 403 ``insufficient_scope``; no token, 401.
+    """
+    allowed = actor_requirement(actors)
+    return _guard_with(lambda token: check_actor(token, allowed))

@@ -16,6 +16,9 @@ the extension object itself is in ``app.extensions["token_middleware.auth"]``, w
 
 ``is_revoked`` and ``claim_checks`` go to the validator the extension builds
 (:mod:`token_middleware.core.hooks`); ``@auth.user_loader`` maps a token to the app's own user.
+``observers`` go there too (:mod:`token_middleware.core.observe`: metrics, tracing, a plain
+callback). Each refusal is written to the ``token_middleware.audit`` log and sent as the
+``token_refused`` signal; each valid token as ``token_authenticated`` (:mod:`.signals`).
 
     auth = TokenAuth()
 
@@ -40,12 +43,14 @@ from werkzeug.local import LocalProxy
 from ..core.context import Current, bind_token, reset_token
 from ..core.errors import BearerError, ConfigurationError
 from ..core.hooks import ClaimCheck, RevocationCheck
+from ..core.observe import Observer, Tracer
 from ..core.settings import Settings
 from ..core.token import AccessToken
 from ..core.validator import TokenValidator, validator_from
 from ..core.runtime import Runtime
 from .config import AUTH_KEY, EXTENSION_KEY, get_state, settings_from_config
 from .errors import handle_bearer_error
+from .signals import authenticated, refused
 
 # Attribute names in flask.g; namespaced so they cannot collide with the app's own.
 _G_TOKEN = "_token_middleware_token"
@@ -66,7 +71,8 @@ class TokenAuth:
     ``is_revoked`` and ``claim_checks`` are given to the validator it builds (see
     :mod:`token_middleware.core.hooks`); with your own ``validator``, give them to it instead.
     ``user_loader`` (or ``@auth.user_loader``, registered before or after ``init_app``) maps a
-    token to your own user object, read through ``token_user``.
+    token to your own user object, read through ``token_user``. ``observers`` are given to the
+    validator it builds (``[PrometheusMetrics()]``, see :mod:`token_middleware.core.observe`).
     """
 
     def __init__(
@@ -79,8 +85,10 @@ class TokenAuth:
         is_revoked: RevocationCheck | None = None,
         claim_checks: Sequence[ClaimCheck] = (),
         user_loader: UserLoader | None = None,
+        observers: Sequence[Observer | Tracer] = (),
     ) -> None:
         self.settings = settings
+        self.observers = observers
         self.validator = validator
         self.prefetch = prefetch
         self.is_revoked = is_revoked
@@ -111,15 +119,17 @@ class TokenAuth:
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("TokenAuth.init_app() was already called for this app")
         if self.validator is not None:
-            if self.is_revoked is not None or self.claim_checks:
+            if self.is_revoked is not None or self.claim_checks or self.observers:
                 raise ConfigurationError(
-                    "TokenAuth got a validator and is_revoked/claim_checks: give them to the validator "
-                    "(TokenValidator(settings, is_revoked=..., claim_checks=[...])), or drop validator="
+                    "TokenAuth got a validator and is_revoked/claim_checks/observers: give them to the "
+                    "validator (TokenValidator(settings, is_revoked=..., claim_checks=[...], "
+                    "observers=[...])), or drop validator="
                 )
             validator = validator_from(self.settings, self.validator)  # refuses a mismatch
         else:
             settings = self.settings if self.settings is not None else settings_from_config(app.config)
-            validator = TokenValidator(settings, is_revoked=self.is_revoked, claim_checks=self.claim_checks)
+            validator = TokenValidator(settings, is_revoked=self.is_revoked, claim_checks=self.claim_checks,
+                                       observers=self.observers)
         app.extensions[EXTENSION_KEY] = Runtime(validator=validator)
         app.extensions[AUTH_KEY] = self
         app.before_request(_authenticate_request)
@@ -136,12 +146,18 @@ def _authenticate_request() -> None:
     state = get_state()
     # Bind "no token" first: whatever happens next, resetting this handle restores the value
     # from before the request, and no earlier identity can be seen by this one.
-    setattr(g, _G_HANDLE, bind_token(None, state.settings))
+    validator = state.validator
+    setattr(g, _G_HANDLE, bind_token(None, state.settings, validator.watch))
     environ = request.environ
-    token = state.validator.authenticate(environ.get("HTTP_AUTHORIZATION"), environ.get("QUERY_STRING"))
+    try:
+        token = validator.authenticate(environ.get("HTTP_AUTHORIZATION"), environ.get("QUERY_STRING"))
+    except BearerError as err:
+        refused(err)
+        raise
     setattr(g, _G_TOKEN, token)
     if token is not None:
-        bind_token(token, state.settings)
+        bind_token(token, state.settings, validator.watch)
+        authenticated(token)
 
 
 def _reset_context_on_close(response: Response) -> Response:

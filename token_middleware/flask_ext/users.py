@@ -37,6 +37,7 @@ from werkzeug.local import LocalProxy
 from ..core.errors import UnknownUser
 from .config import AUTH_KEY
 from .extension import TokenAuth, get_current_token
+from .signals import refused
 
 _G_USER = "_token_middleware_user"
 _UNSET = object()
@@ -69,7 +70,9 @@ def get_token_user() -> Any:
     else:
         user = loader(token)
         if user is None:
-            raise UnknownUser()
+            error = UnknownUser()
+            refused(error, token)
+            raise error
     setattr(g, _G_USER, user)
     return user
 
