@@ -15,6 +15,8 @@ module              its one job
 ``errors``          one exception tree, each class carrying its RFC 6750 status and error code
 ``bearer``          finding the bearer token in a request (RFC 6750 §2)
 ``validator``       ``TokenValidator``: the strict compact-JWS policy and the verified cache
+``explain``         ``explain()``: the validator's own steps, in words for the operator (inspect)
+``strict_json``     JSON without duplicate names or NaN, and NumericDate numbers
 ``hooks``           the validator's extension points: ``is_revoked`` and ``claim_checks``
 ``observe``         watching: events, observers and spans (metrics and tracing plug in here)
 ``audit``           the audit log: one line per refusal, shared by every adapter
@@ -32,6 +34,7 @@ module              its one job
 ``forwarding``      the decision whether an outgoing request may carry the token
 ``exchange``        per-hop token exchange (RFC 8693): the cached, single-flight client
 ``token_endpoint``  the token endpoint on the wire: the exchange request and its answers
+``oauth_post``      the one form POST with client credentials (introspection and exchange)
 ``concurrency``     carrying the context into worker threads
 ``issuer``          signing tokens and publishing a JWKS (the gateway and the test kit)
 =================== =========================================================================

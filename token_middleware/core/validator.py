@@ -42,19 +42,26 @@ security-relevant (a denylist, an exchange cache) on the raw string: use ``jti``
 
 from __future__ import annotations
 
-import json
-import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from . import _jose, b64url
 from .bearer import extract_token
+from .explain import (
+    Check,
+    describe_alg,
+    describe_audience,
+    describe_issuer,
+    describe_required,
+    describe_time,
+    describe_typ,
+    explain,
+)
 from .errors import (
-    BearerError,
     ConfigurationError,
     CriticalHeader,
     DisallowedAlgorithm,
@@ -66,7 +73,6 @@ from .errors import (
     InvalidSignature,
     InvalidType,
     IssuedInFuture,
-    KeysUnavailable,
     MalformedToken,
     MissingClaim,
     NotYetValid,
@@ -79,6 +85,7 @@ from .keys import KeySet, KeySource, RemoteKeySource, StaticKeySource, Verificat
 from .observe import Observer, Tracer, Watch
 from .scopes import claim_value, parse_scopes, scope_value_is_valid
 from .settings import Settings
+from .strict_json import MAX_TIME, is_number, json_object
 from .token import MAX_ACTORS, AccessToken, parse_actors
 
 
@@ -87,51 +94,9 @@ _HEADER_CACHE_SIZE = 64
 _STRING_CLAIMS = ("sub", "client_id", "jti")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise ValueError("duplicate member name")
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-# RFC 7515 §4 / RFC 7519 §4: duplicate member names are refused, not "last one wins".
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-
-
-def _json_object(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = _DECODER.decode(data.decode("utf-8"))
-    except (ValueError, RecursionError, UnicodeDecodeError):
-        raise MalformedToken(f"the token {what} is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise MalformedToken(f"the token {what} is not a JSON object")
-    return value
-
-
 _ABSENT = object()
 #: The word in ``ACCEPTED_TYPES`` that accepts a header without ``typ``.
 ABSENT_TYPE = "absent"
-_MAX_TIME = 2**53  # JSON's safe-integer range; also keeps float() and time functions safe
-
-
-def _is_number(value: Any) -> bool:
-    """A JSON number usable as a NumericDate: not a bool, not a string, finite and in range."""
-    if type(value) is int:
-        return -_MAX_TIME <= value <= _MAX_TIME
-    return type(value) is float and math.isfinite(value) and -_MAX_TIME <= value <= _MAX_TIME
-
-
-def _operator_words(exc: BearerError, context: str) -> str:
-    """What :meth:`TokenValidator.explain` says of a refusal: for missing keys the operator's
-    cause ("connection refused by …"), not the client's "retry shortly"."""
-    if isinstance(exc, KeysUnavailable) and exc.cause:
-        return f"the token signing keys are unavailable ({exc.cause})"
-    return exc.description + (f" ({context})" if context else "")
-
 
 class Parsed(NamedTuple):
     """A compact JWS split and decoded (signature not yet checked). Immutable, and cheap to build."""
@@ -140,16 +105,6 @@ class Parsed(NamedTuple):
     signing_input: bytes
     payload_segment: str
     signature: bytes
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of :meth:`TokenValidator.explain`."""
-
-    name: str
-    passed: bool | None  # None: not run, because an earlier check failed
-    detail: str
-    reason: str | None = None  # the refusal's reason code (errors.py) when the check failed
 
 
 class Step(NamedTuple):
@@ -253,18 +208,18 @@ class TokenValidator:
         self._headers: dict[str, dict[str, Any]] = {}
         self.header_steps: tuple[Step, ...] = (
             Step("critical headers", self._check_crit, lambda h: ("no crit, b64 or enc header", "")),
-            Step("algorithm", self._check_alg, self._describe_alg),
-            Step("type", self._check_typ, self._describe_typ),
+            Step("algorithm", self._check_alg, lambda h: describe_alg(settings, h)),
+            Step("type", self._check_typ, lambda h: describe_typ(settings, h)),
             Step("key id", self._check_kid, lambda h: (f"kid {h.get('kid')!r}", "")),
         )
         self.claim_steps: tuple[Step, ...] = (
-            Step("required claims", self._check_required, self._describe_required),
+            Step("required claims", self._check_required, lambda c, now: describe_required(settings, c)),
             Step("claim types", self._check_types, lambda c, now: ("ok", "")),
-            Step("issuer", self._check_issuer, self._describe_issuer),
-            Step("audience", self._check_audience, self._describe_audience),
-            Step("expiry", self._check_exp, lambda c, now: self._describe_time("exp", c, now)),
-            Step("not before", self._check_nbf, lambda c, now: self._describe_time("nbf", c, now)),
-            Step("issued at", self._check_iat, lambda c, now: self._describe_time("iat", c, now)),
+            Step("issuer", self._check_issuer, lambda c, now: describe_issuer(settings, c)),
+            Step("audience", self._check_audience, lambda c, now: describe_audience(settings, c)),
+            Step("expiry", self._check_exp, lambda c, now: describe_time(settings, "exp", c, now)),
+            Step("not before", self._check_nbf, lambda c, now: describe_time(settings, "nbf", c, now)),
+            Step("issued at", self._check_iat, lambda c, now: describe_time(settings, "iat", c, now)),
             *(Step(f"claim check: {hook_name(check)}", self._hooks.claim_step(check), lambda c, now: ("passed", ""))
               for check in self._hooks.claim_checks),
         )
@@ -380,111 +335,11 @@ class TokenValidator:
     def explain(self, raw: str) -> list[Check]:
         """Every check with its verdict, in plain words (for ``token-middleware inspect``).
 
-        Meant for the operator's terminal, not for HTTP clients: the details name the
-        expected and the actual values.
+        Meant for the operator's terminal, not for HTTP clients: the details name the expected
+        and the actual values. It walks ``header_steps`` and ``claim_steps``, the very steps
+        :meth:`validate` runs (:func:`token_middleware.core.explain.explain`).
         """
-        checks: list[Check] = []
-        s = self.settings
-
-        def run(name: str, fn: Callable[[], Any], ok: str, context: str = "") -> Any:
-            try:
-                result = fn()
-            except BearerError as exc:
-                checks.append(Check(name, False, _operator_words(exc, context), exc.reason))
-                return None
-            checks.append(Check(name, True, ok))
-            return result if result is not None else True
-
-        raw = raw.strip()
-        if not run("size", lambda: self._check_size(raw), f"{len(raw)} bytes (limit {s.max_token_bytes})",
-                   f"{len(raw)} bytes, limit {s.max_token_bytes}"):
-            return checks
-        if self.introspector is not None and not is_compact_jws(raw):
-            return checks + [Check("form", None, "not a compact JWS: an opaque token, introspected at "
-                                   f"{self.introspector.url} (RFC 7662); not asked from here")]
-        parsed = run("form", lambda: self.parse(raw), "a compact JWS: three base64url segments")
-        if parsed is None:
-            return checks + [Check("signature", None, "not checked: the token could not be parsed")]
-        header = parsed.header
-        for step in self.header_steps:
-            ok, context = step.describe(header)
-            run(step.name, lambda step=step: step.check(header), ok, context)  # type: ignore[misc]
-        ignored = sorted(h for h in ("jku", "x5u", "jwk", "x5c") if h in header)
-        if ignored:
-            checks.append(Check("embedded keys", None, f"ignored, keys come only from configuration: {', '.join(ignored)}"))
-        header_ok = all(c.passed is not False for c in checks)
-        verified = None
-        if not header_ok:
-            checks.append(Check("signature", None, "not checked: the header was refused"))
-        else:
-            try:
-                verified = self._verify(parsed)
-            except InvalidIssuer:
-                checks.append(Check("signature", None, "not checked: the iss is not a trusted issuer (below)"))
-            except BearerError as exc:
-                context = f"kid={header.get('kid')!r}, alg={header.get('alg')}"
-                checks.append(Check("signature", False, _operator_words(exc, context), exc.reason))
-            else:
-                checks.append(Check("signature", True, f"verified with the configured key kid={header.get('kid')!r}"))
-        if verified:
-            claims = verified[0]
-        else:
-            try:
-                claims = _json_object(b64url.decode(parsed.payload_segment), "payload")
-            except (ValueError, MalformedToken):
-                checks.append(Check("claims", None, "the payload is not a JSON object"))
-                return checks
-            checks.append(Check("claims", None, "the signature was not verified; the claims below are unverified"))
-        now = self._clock()
-        for step in self.claim_steps:
-            ok, context = step.describe(claims, now)
-            run(step.name, lambda step=step: step.check(claims, now), ok, context)  # type: ignore[misc]
-        if self._is_revoked is not None:
-            if verified:
-                token = self._build(raw, claims, header)
-                run("revocation", lambda: self._hooks.check_revoked(token),
-                    f"{hook_name(self._is_revoked)} says it is not revoked")
-            else:
-                checks.append(Check("revocation", None, "not checked: the signature was not verified"))
-        return checks
-
-    # -- words for explain() ----------------------------------------------------------------
-
-    def _describe_alg(self, header: Mapping[str, Any]) -> tuple[str, str]:
-        alg, allowed = header.get("alg"), ", ".join(self.settings.algorithms)
-        return f"{alg} is allowed ({allowed})", f"alg {alg!r}; allowed: {allowed}"
-
-    def _describe_typ(self, header: Mapping[str, Any]) -> tuple[str, str]:
-        typ = header.get("typ")
-        return f"typ {typ!r} is accepted", f"typ {typ!r}; accepted: {', '.join(self.settings.accepted_types)}"
-
-    def _describe_required(self, claims: Mapping[str, Any], now: float) -> tuple[str, str]:
-        required = self.settings.required_claims
-        missing = [c for c in required if c not in claims]
-        return f"present: {', '.join(required)}", f"missing: {', '.join(missing)}"
-
-    def _describe_issuer(self, claims: Mapping[str, Any], now: float) -> tuple[str, str]:
-        iss = claims.get("iss")
-        return f"iss {iss!r} is trusted", f"iss {iss!r}; trusted: {', '.join(self.settings.issuers)}"
-
-    def _describe_audience(self, claims: Mapping[str, Any], now: float) -> tuple[str, str]:
-        aud, audience = claims.get("aud"), self.settings.audience
-        return f"aud {aud!r} contains {audience!r}", f"aud {aud!r}; this service is {audience!r}"
-
-    def _describe_time(self, key: str, claims: Mapping[str, Any], now: float) -> tuple[str, str]:
-        value = claims.get(key)
-        if not _is_number(value):
-            said = f"{key} {value!r}"
-        else:
-            seconds = float(value)  # type: ignore[arg-type]
-            try:
-                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-            except (OverflowError, OSError, ValueError):
-                stamp = repr(value)
-            delta = int(seconds - now)
-            rel = f"in {delta} s" if delta >= 0 else f"{-delta} s ago"
-            said = f"{key} {stamp} ({rel}, leeway {self.settings.leeway} s)"
-        return (said if key in claims else f"no {key} claim"), said
+        return explain(self, raw)
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -515,7 +370,7 @@ class TokenValidator:
                 header_bytes = b64url.decode(header_segment)
             except ValueError:
                 raise MalformedToken("the token header is not valid base64url") from None
-            header = _json_object(header_bytes, "header")
+            header = json_object(header_bytes, "header")
             if checked_headers is not None:
                 self.check_header(header)
                 if len(checked_headers) >= _HEADER_CACHE_SIZE:
@@ -591,7 +446,7 @@ class TokenValidator:
             payload = b64url.decode(parsed.payload_segment)
         except ValueError:
             raise MalformedToken("the token payload is not valid base64url") from None
-        return _json_object(payload, "payload")
+        return json_object(payload, "payload")
 
     def _check_required(self, claims: dict[str, Any], now: float) -> None:
         for name in self.settings.required_claims:
@@ -602,8 +457,8 @@ class TokenValidator:
         for name in _TIME_CLAIMS:
             # A present-but-null claim is a wrong type too (never "does not expire").
             value = claims.get(name, _ABSENT)
-            if value is not _ABSENT and not (type(value) is int and -_MAX_TIME <= value <= _MAX_TIME) \
-                    and not _is_number(value):
+            if value is not _ABSENT and not (type(value) is int and -MAX_TIME <= value <= MAX_TIME) \
+                    and not is_number(value):
                 raise InvalidClaim(f"the {name} claim must be a number", claim=name)
         for name in _STRING_CLAIMS:
             if name in claims and type(claims[name]) is not str:
