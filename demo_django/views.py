@@ -37,6 +37,7 @@ def whoami(request: HttpRequest) -> HttpResponse:
             "scopes": sorted(token.scopes),
             "aud": list(token.audience),
             "act": list(token.actors),  # nearest actor first: who exchanged the token
+            "exp": token.expires_at,  # for the /app page's "time left"
         }
     )
 

@@ -108,6 +108,7 @@ def whoami_payload() -> dict[str, Any]:
         "scopes": sorted(current_token.scopes),
         "aud": list(current_token.audience),
         "act": list(current_token.actors),  # nearest actor first: who exchanged the token
+        "exp": current_token.expires_at,  # for the /app page's "time left"
     }
 
 

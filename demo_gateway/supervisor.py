@@ -10,6 +10,16 @@
    by itself (:meth:`DemoStack.describe` says so, for the demo to print);
 3. the orders (Flask) and customers (Django) services, which fetch their keys through the edge.
 
+**Token modes** (``DemoConfig.token_mode``). ``exchange`` (the default): the gateway mints one
+audience per route (``/orders`` → ``orders-service`` alone), and the orders service exchanges
+its token at the gateway's ``POST /oauth2/token`` for one meant for ``customers-service`` alone
+(RFC 8693). The supervisor generates the orders service's client secret at each start and the
+gateway's clients file (``clients.json``, ``0600``, in the log directory; only the secret's hash
+is written, the secret itself reaches the orders service through its environment). The orders
+service finds the token endpoint by discovery at the edge: nginx passes ``/oauth2/token`` to the
+gateway like its other own paths (no ``auth_request``, no cache). ``forward``: the old way, one
+token naming both services, forwarded as it is (for deployments that cannot exchange).
+
 It waits until each one answers and always stops them all (SIGTERM, bounded wait, SIGKILL).
 
 The gateway runs under gunicorn's ``gevent`` worker with ``--keep-alive`` :data:`HEAD_TIMEOUT`:
@@ -34,11 +44,16 @@ Example::
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import secrets
 import signal
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from werkzeug.security import generate_password_hash
 
 from .nginx import NGINX_BINARY, NGINX_TEMPLATE, nginx_binary, nginx_globals, render_nginx_conf, run_nginx
 from .processes import (
@@ -57,7 +72,7 @@ from .processes import (
 
 __all__ = [
     "ACCESS_LOG_FORMAT", "CUSTOMERS_AUDIENCE", "EDGES", "GATEWAY_THREADS", "GATEWAY_WORKER_CLASS",
-    "HEAD_TIMEOUT", "NGINX_BINARY", "NGINX_TEMPLATE", "ORDERS_AUDIENCE", "SLOW_HEADS_DROPPED",
+    "HEAD_TIMEOUT", "NGINX_BINARY", "ORDERS_CLIENT_ID", "TOKEN_MODES", "NGINX_TEMPLATE", "ORDERS_AUDIENCE", "SLOW_HEADS_DROPPED",
     "SOURCE_ROOT", "DemoConfig", "DemoError", "DemoPorts", "DemoStack", "ManagedProcess", "base_env",
     "free_port", "gunicorn_argv", "nginx_binary", "nginx_globals", "port_is_free",
     "render_nginx_conf", "start_nginx", "start_process", "url_host", "wait_until_answers",
@@ -68,6 +83,12 @@ CUSTOMERS_AUDIENCE = "customers-service"
 
 #: ``auto``: nginx when installed, else the Python gateway; or either one by name.
 EDGES = ("auto", "nginx", "python")
+
+#: ``exchange``: per-hop tokens (RFC 8693, the default); ``forward``: one token for the chain.
+TOKEN_MODES = ("exchange", "forward")
+#: The orders service's client id at the gateway's token endpoint, and what it may exchange for.
+ORDERS_CLIENT_ID = "orders-service"
+ORDERS_MAY_EXCHANGE_FOR = {CUSTOMERS_AUDIENCE: ["customers:read"]}
 
 #: Seconds a request head may take at the Python gateway (gunicorn ``--keep-alive``, which the
 #: ``gevent`` worker applies to every request head, the first one included).
@@ -121,6 +142,10 @@ class DemoConfig:
     ``edge`` is one of :data:`EDGES`. ``backend_port`` is the Python gateway's own port when
     nginx is the edge (default: a free one, chosen by :meth:`DemoStack.start`, which records it
     here). ``body_timeout`` overrides the gateway's ``GATEWAY_BODY_TIMEOUT``.
+
+    ``token_mode`` is one of :data:`TOKEN_MODES`. In exchange mode :meth:`DemoStack.start`
+    generates ``orders_secret`` and ``clients_file`` unless both are given (tests give a clients
+    file whose hash does not match the secret, to see a failed exchange).
     """
 
     host: str = "127.0.0.1"
@@ -140,6 +165,9 @@ class DemoConfig:
     backend_port: int | None = None
     head_timeout: int = HEAD_TIMEOUT
     body_timeout: float | None = None
+    token_mode: str = "exchange"
+    clients_file: Path | None = None
+    orders_secret: str | None = field(default=None, repr=False)
 
     @property
     def gateway_url(self) -> str:
@@ -175,13 +203,14 @@ class DemoConfig:
         return "nginx"
 
     def gateway_env(self, *, trusted_proxies: tuple[str, ...] = ()) -> dict[str, str]:
+        orders_audiences = ORDERS_AUDIENCE if self.exchanging else f"{ORDERS_AUDIENCE} {CUSTOMERS_AUDIENCE}"
         env = {
             "GATEWAY_ISSUER": self.gateway_url,
             "GATEWAY_ROUTES": f"/orders={self.orders_url},/customers={self.customers_url}",
-            "GATEWAY_AUDIENCES": (
-                f"/orders={ORDERS_AUDIENCE} {CUSTOMERS_AUDIENCE},/customers={CUSTOMERS_AUDIENCE}"
-            ),
+            "GATEWAY_AUDIENCES": f"/orders={orders_audiences},/customers={CUSTOMERS_AUDIENCE}",
         }
+        if self.exchanging and self.clients_file is not None:
+            env["GATEWAY_CLIENTS_FILE"] = str(self.clients_file)
         if trusted_proxies:
             env["GATEWAY_TRUSTED_PROXIES"] = ",".join(trusted_proxies)
         if self.keys_dir is not None:
@@ -201,9 +230,43 @@ class DemoConfig:
             "TOKEN_MIDDLEWARE_JWKS_MIN_REFRESH_SECONDS": str(self.jwks_min_refresh_seconds),
         }
         if audience == ORDERS_AUDIENCE:
-            env["TOKEN_MIDDLEWARE_FORWARD_TO"] = self.customers_hostport
             env["CUSTOMERS_URL"] = self.customers_url
+            if self.exchanging:  # the token endpoint comes from discovery at the edge
+                env["TOKEN_MIDDLEWARE_FORWARD_TO"] = f"{self.customers_hostport}={CUSTOMERS_AUDIENCE}"
+                env["TOKEN_MIDDLEWARE_CLIENT_ID"] = ORDERS_CLIENT_ID
+                env["TOKEN_MIDDLEWARE_CLIENT_SECRET"] = self.orders_secret or ""
+            else:
+                env["TOKEN_MIDDLEWARE_FORWARD_TO"] = self.customers_hostport
         return env
+
+    @property
+    def exchanging(self) -> bool:
+        """True in exchange mode; :class:`DemoError` for an unknown mode."""
+        if self.token_mode not in TOKEN_MODES:
+            raise DemoError(f"unknown token mode {self.token_mode!r}; choose one of {', '.join(TOKEN_MODES)}")
+        return self.token_mode == "exchange"
+
+    def prepare_exchange(self, directory: Path) -> None:
+        """Exchange mode: a fresh random secret for the orders service and the gateway's clients
+        file (its hash only, ``0600``) in ``directory``, unless both were given."""
+        if not self.exchanging:
+            return
+        if (self.clients_file is None) != (self.orders_secret is None):
+            raise DemoError("give both clients_file and orders_secret, or neither (both are generated)")
+        if self.clients_file is not None:
+            return
+        self.orders_secret = secrets.token_urlsafe(32)
+        clients = {ORDERS_CLIENT_ID: {
+            "secret_hash": generate_password_hash(self.orders_secret),
+            "audience": ORDERS_AUDIENCE,
+            "may_exchange_for": ORDERS_MAY_EXCHANGE_FOR,
+        }}
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "clients.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(clients, out, indent=2)
+        self.clients_file = path
 
 
 @dataclass
@@ -250,6 +313,7 @@ class DemoStack:
         if edge == "nginx" and config.backend_port is None:
             config.backend_port = free_port(config.backend_host)
         log_dir = config.log_dir or Path(tempfile.mkdtemp(prefix="token-middleware-demo-"))
+        config.prepare_exchange(log_dir)
         stack = cls(config=config, processes=[], log_dir=log_dir, edge=edge)
         c = config
         trusted: tuple[str, ...] = ()
@@ -293,7 +357,16 @@ class DemoStack:
         return stack
 
     def describe(self) -> list[str]:
-        """Lines for the demo to print: what listens where, and what guards it from slow clients."""
+        """Lines for the demo to print: what listens where, what guards it from slow clients, and
+        how the orders service calls the customers service."""
+        if self.config.exchanging:
+            mode = ["  tokens     exchange: each hop gets its own token (orders exchanges at",
+                    f"             {self.gateway_url}/oauth2/token for customers-service, RFC 8693)"]
+        else:
+            mode = ["  tokens     forward: one token names both services and travels as it is"]
+        return [*self._edge_lines(), *mode]
+
+    def _edge_lines(self) -> list[str]:
         c = self.config
         if self.edge == "nginx":
             template = NGINX_TEMPLATE.relative_to(SOURCE_ROOT)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,7 +44,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.mark.parametrize("user", ["alice", "bob"])
 def test_login_page_then_app_page_shows_the_user_at_both_services(
-    browser: Any, stack: DemoStack, users: Any, user: str
+    browser: Any, stack: DemoStack, users: Any, user: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     context = browser.new_context()
     try:
@@ -63,6 +64,25 @@ def test_login_page_then_app_page_shows_the_user_at_both_services(
         assert page.inner_text("#chain-orders-sub").strip() == user
         assert page.inner_text("#chain-customers-sub").strip() == user
         page.wait_for_function("() => document.querySelector('#orders-result')?.textContent.trim()")
-        assert page.inner_text("#orders-result").strip()
+        assert (page.text_content("#orders-result") or "").strip()  # behind a closed disclosure
+
+        # The chain as a picture, first on the page: one box per hop, each hop's own token.
+        page.wait_for_function("() => document.querySelector('#hop-customers')?.dataset.status === '200'")
+        field = lambda hop, name: page.inner_text(f"#hop-{hop} [data-field={name}]").strip()  # noqa: E731
+        assert field("gateway", "sub") == user
+        assert field("orders", "aud") == "orders-service" and field("customers", "aud") == "customers-service"
+        assert field("customers", "act") == "orders-service"
+        assert field("customers", "scopes") == "customers:read"
+        assert "orders:read" in field("orders", "scopes")
+        assert field("orders", "left").endswith(" s") and field("customers", "left").endswith(" s")
+        assert page.evaluate("() => document.querySelector('#chain').getBoundingClientRect().top"
+                             " < document.querySelector('#orders-result').closest('details').getBoundingClientRect().top")
+        assert not page.is_visible("#chain-result")  # the raw JSON waits behind a disclosure
+        artefacts = Path(os.environ.get("E2E_ARTIFACTS_DIR") or tmp_path_factory.mktemp("artifacts"))
+        artefacts.mkdir(parents=True, exist_ok=True)
+        shot = artefacts / f"app-chain-{user}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 0
+        print(f"screenshot: {shot}")
     finally:
         context.close()

@@ -28,7 +28,13 @@ def test_basic_login_then_chain_carries_the_same_sub_to_both_services(
     assert body["orders"]["service"] == "orders"
     assert body["customers"]["service"] == "customers"
     assert body["orders"]["sub"] == body["customers"]["sub"] == user
-    assert body["orders"]["scopes"] == body["customers"]["scopes"] == users[user][1]
+    # Exchange mode (the demo's default): each hop's token is its own, narrowed at each hop.
+    assert body["orders"]["scopes"] == users[user][1]
+    assert body["orders"]["aud"] == ["orders-service"] and body["orders"]["act"] == []
+    assert body["customers"]["scopes"] == ["customers:read"]
+    assert body["customers"]["aud"] == ["customers-service"]
+    assert body["customers"]["act"] == ["orders-service"]
+    assert body["customers"]["client_id"] == "orders-service"
 
 
 def test_session_cookie_login_then_chain(front: Any, http: requests.Session, login: Any) -> None:

@@ -26,6 +26,8 @@ def test_services_accept_tokens_from_a_rotated_key_without_a_restart(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     old_token = mint_at_gateway(stack, "alice")
+    # One audience per route (exchange mode): the customers service needs a token of its own.
+    old_customers_token = mint_at_gateway(stack, "alice", "/customers/whoami")
     old_kid = decode_header(old_token)["kid"]
     pids = [p.popen.pid for p in stack.processes]
 
@@ -43,8 +45,14 @@ def test_services_accept_tokens_from_a_rotated_key_without_a_restart(
     jwks = requests.get(f"{stack.gateway_url}/.well-known/jwks.json", timeout=10).json()
     assert {old_kid, decode_header(new_token)["kid"]} <= {k["kid"] for k in jwks["keys"]}
 
-    for base, path in [(stack.orders_url, "/orders/chain"), (stack.customers_url, "/customers/whoami")]:
-        for token in (new_token, old_token):
+    new_customers_token = mint_at_gateway(stack, "alice", "/customers/whoami")
+    while decode_header(new_customers_token)["kid"] == old_kid and time.monotonic() < deadline:
+        time.sleep(0.3)  # every gateway worker notices the rotation (as above)
+        new_customers_token = mint_at_gateway(stack, "alice", "/customers/whoami")
+    assert decode_header(new_customers_token)["kid"] != old_kid
+    for base, path, tokens in [(stack.orders_url, "/orders/chain", (new_token, old_token)),
+                               (stack.customers_url, "/customers/whoami", (new_customers_token, old_customers_token))]:
+        for token in tokens:
             r = requests.get(f"{base}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
             assert r.status_code == 200, (path, r.status_code, r.headers.get("WWW-Authenticate"))
     through_gateway = requests.get(f"{stack.gateway_url}/orders/chain", auth=("bob", "bob-password"), timeout=10)

@@ -16,6 +16,7 @@ from werkzeug.wrappers import Request, Response
 from . import pages
 from .authn import ClientAuth, Refusal, client_address
 from .config import GatewayConfig
+from .metrics import GatewayMetrics
 from .sessions import SessionCodec
 from .users import UserStore
 
@@ -49,6 +50,8 @@ class BrowserPages:
         self.auth = auth
         self.session_cookie = session_cookie
         self.csrf_cookie = csrf_cookie
+        #: Counts each judged login form (``ok``, ``failed``, ``limited``); the gateway sets it.
+        self.metrics: GatewayMetrics | None = None
 
     def index(self, request: Request) -> Response:
         return _redirect("/app")
@@ -109,6 +112,8 @@ class BrowserPages:
                 status=400,
             )
         if not username or any(ord(c) < 0x20 or c == "\x7f" for c in username):
+            if self.metrics is not None:
+                self.metrics.login("failed")
             return self._html(
                 pages.login_page(token, error="Wrong username or password.", username=""), status=400
             )
@@ -116,6 +121,8 @@ class BrowserPages:
         user = self.auth.check_password(username, password, address)
         if isinstance(user, Refusal):
             wait = dict(user.headers).get("Retry-After")
+            if self.metrics is not None:
+                self.metrics.login("limited" if wait is not None else "failed")
             if wait is not None:
                 response = self._html(
                     pages.message_page("Too many attempts", f"Too many failed logins. Try again in {wait} s."),
@@ -126,6 +133,8 @@ class BrowserPages:
             return self._html(
                 pages.login_page(token, error="Wrong username or password.", username=username)
             )
+        if self.metrics is not None:
+            self.metrics.login("ok")
         response = _redirect("/app")
         self._set_cookie(
             response,
