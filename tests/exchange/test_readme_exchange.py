@@ -65,12 +65,14 @@ def test_the_orders_block_exchanges_and_fails_closed(
     received = customers_validator.validate(seen[7:])
     assert (received.subject, received.audience, received.actors) == ("alice", (CUSTOMERS,), (ORDERS,))
     assert answer.get_json()["orders"] == {"sub": "alice", "aud": [ORDERS]}
+    answer.close()  # as a WSGI server does: the extension resets the token context on close
 
     endpoint.answer_with(400, {"error": "invalid_target"})
     other = TokenIssuer(endpoint.issuer, signing_key).mint(sub="bob", audience=ORDERS)
     failed = client.get("/orders/chain", headers=bearer(other))
     assert failed.status_code == 502
     assert "invalid_target" in failed.get_json()["error_description"]
+    failed.close()
     assert len(downstream.seen) == 1  # only alice's call went out
 
 

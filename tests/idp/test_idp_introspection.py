@@ -391,8 +391,12 @@ def _call(app: Any, token: str) -> tuple[str, dict[str, str], dict[str, Any]]:
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
         seen["status"], seen["headers"] = status, dict(headers)
 
-    body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_AUTHORIZATION": f"Bearer {token}",
-                         "HTTP_ACCEPT": "application/json"}, start_response))
+    result = app({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_AUTHORIZATION": f"Bearer {token}",
+                  "HTTP_ACCEPT": "application/json"}, start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        getattr(result, "close", lambda: None)()  # as a WSGI server does: resets the token context
     return seen["status"], seen["headers"], json.loads(body)
 
 

@@ -9,7 +9,8 @@ http only to a loopback address, checked at start-up), with this service's own c
 (``CLIENT_ID``, ``CLIENT_SECRET``) as HTTP Basic (``client_secret_basic``, RFC 6749 §2.3.1).
 Redirects are never followed (a 3xx is an outage whose cause names the ``Location``), so
 neither the token nor the secret can be sent anywhere else. Every call is bounded by
-``HTTP_TIMEOUT`` (a whole-answer deadline) and by a size limit.
+``HTTP_TIMEOUT`` (a whole-answer deadline) and by a size limit: the transport is
+:func:`token_middleware.core.oauth_post.post_form`, shared with the token exchange.
 
 Not trusted: the token, and the answer's shape. The token is sent only when it is a well-formed
 ``b64token`` within ``MAX_TOKEN_BYTES``. The answer must be a JSON object without duplicate
@@ -37,35 +38,32 @@ ever logged, nor put in a cause.
 
 from __future__ import annotations
 
-import base64
-import http.client
-import json
 import logging
 import re
 import threading
 import time
-import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from .errors import InvalidToken, KeysUnavailable, MalformedToken, TokenTooLarge
-from .keys import FetchError, _network_cause, _shown
+from .keys import FetchError, _shown
+from .oauth_post import MAX_ANSWER_BYTES, NoRedirects, basic_credential, post_form
 from .settings import Settings
 from .token import AccessToken
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "InactiveToken",
     "IntrospectionUnavailable",
     "Introspector",
+    "basic_credential",
     "http_post_form",
     "is_compact_jws",
 ]
 
 log = logging.getLogger("token_middleware.introspection")
 
-MAX_ANSWER_BYTES = 64 * 1024
 WARNING_INTERVAL = 30.0
 
 # RFC 6750 §2.1 b64token: the only strings ever sent to the endpoint.
@@ -99,81 +97,25 @@ def is_compact_jws(raw: str) -> bool:
     return raw.count(".") == 2
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise ValueError("duplicate member name")
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-# {"active": false, "active": true} must not read as active: duplicates are refused.
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A 3xx is returned as an error: the token and the secret never follow a ``Location``."""
-
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
-        return None
-
-
-def basic_credential(client_id: str, client_secret: str) -> str:
-    """The ``Authorization`` value of ``client_secret_basic``: both parts form-encoded first
-    (RFC 6749 §2.3.1), so a ``:`` or a non-ASCII character in either survives."""
-    pair = f"{urllib.parse.quote_plus(client_id)}:{urllib.parse.quote_plus(client_secret)}"
-    return "Basic " + base64.b64encode(pair.encode("ascii")).decode("ascii")
-
-
 def http_post_form(
-    opener: urllib.request.OpenerDirector,
+    opener: urllib.request.OpenerDirector | None,
     url: str,
     form: Mapping[str, str],
     authorization: str,
     timeout: float,
 ) -> Any:
-    """POST ``form`` to ``url`` and parse the JSON answer, within ``timeout`` seconds overall.
+    """POST ``form`` to ``url`` (:func:`.oauth_post.post_form`) and give its 200 answer's JSON.
 
     Raises :class:`~token_middleware.core.keys.FetchError` naming the cause and the URL (never
-    the form's values, nor the credential).
+    the form's values, nor the credential): no answer, a status other than 200 (a redirect is
+    never followed), or a body that is not strict JSON (duplicate member names refused).
     """
-    deadline = time.monotonic() + timeout
-    body = urllib.parse.urlencode(form).encode("ascii")
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Authorization": authorization,
-        "Content-Type": "application/x-www-form-urlencoded",
-        "Accept": "application/json",
-        "User-Agent": "token-middleware",
-    })
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            if response.status != 200:
-                raise FetchError(f"HTTP {response.status} from {url}", status=response.status)
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                if time.monotonic() > deadline:
-                    raise FetchError(f"timed out after {timeout:g} s posting to {url}")
-                chunk = response.read1(16384)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    raise FetchError(f"the answer from {url} is larger than {MAX_ANSWER_BYTES // 1024} KiB")
-                chunks.append(chunk)
-    except urllib.error.HTTPError as exc:
-        location = exc.headers.get("Location") if exc.headers is not None else None
-        exc.close()
-        raise FetchError(_status_cause(exc.code, url, location), status=exc.code) from None
-    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError is an OSError
-        raise FetchError(_network_cause(exc, url, timeout).replace("fetching", "posting to")) from None
-    try:
-        return _DECODER.decode(b"".join(chunks).decode("utf-8"))
-    except (ValueError, RecursionError, UnicodeDecodeError):
-        raise FetchError(f"the answer from {url} is not JSON") from None
+    answer = post_form(url, form, authorization, timeout, opener=opener)
+    if answer.status != 200:
+        raise FetchError(_status_cause(answer.status, url, answer.location), status=answer.status)
+    if answer.body is None:
+        raise FetchError(f"the answer from {url} is not JSON")
+    return answer.body
 
 
 def _status_cause(status: int, url: str, location: str | None) -> str:
@@ -234,7 +176,7 @@ class Introspector:
         self._clock = clock
         self._authorization = basic_credential(settings.client_id, settings.client_secret)
         if post is None:
-            opener = urllib.request.build_opener(_NoRedirects)
+            opener = urllib.request.build_opener(NoRedirects)
             post = lambda url, form, auth, timeout: http_post_form(opener, url, form, auth, timeout)  # noqa: E731
         self._post = post
         self._lock = threading.Lock()

@@ -5,10 +5,12 @@ only speaks the protocol, with the standard library's HTTP client as
 :mod:`token_middleware.core.keys` does (the core imports no requests or httpx):
 
 - :func:`exchange_form`: the form fields of RFC 8693 §2.1, for an access token and one audience;
-- ``client_secret_basic`` is :func:`token_middleware.core.introspection.basic_credential`, the
+- ``client_secret_basic`` is :func:`token_middleware.core.oauth_post.basic_credential`, the
   one encoder of it (RFC 6749 §2.3.1: id and secret form-encoded, joined by ``:``, base64);
-- :func:`http_post_form`: the POST, bounded by a whole-response deadline and a size limit. A
-  redirect is an answer, never followed: following it would carry the secret elsewhere;
+- :func:`http_post_form`: the POST, through :func:`token_middleware.core.oauth_post.post_form`
+  (shared with introspection): bounded by a whole-answer deadline and a size limit, error
+  bodies read for their RFC 6749 code, duplicate JSON member names refused. A redirect is an
+  answer, never followed: following it would carry the secret elsewhere;
 - :func:`read_answer`: a 200 answer checked (RFC 8693 §2.2.1: a ``Bearer`` token made of token
   characters, an access-token ``issued_token_type``, a positive ``expires_in``), or an RFC 6749
   §5.2 error code.
@@ -20,17 +22,12 @@ tokens are never put in a message.
 
 from __future__ import annotations
 
-import http.client
-import json
 import re
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
-from urllib.parse import urlencode
 
-from .keys import FetchError, _network_cause, _shown
+from .keys import _shown
+from .oauth_post import post_form
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
@@ -46,7 +43,6 @@ __all__ = [
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 _ISSUED_TYPES = frozenset({ACCESS_TOKEN_TYPE, "urn:ietf:params:oauth:token-type:jwt"})
-MAX_RESPONSE_BYTES = 64 * 1024
 #: RFC 6750 §2.1 b64token: what may follow ``Bearer`` in a header.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 #: RFC 6749 §5.2: error codes are %x20-21 / %x23-5B / %x5D-7E; real ones are short words.
@@ -107,55 +103,12 @@ def read_answer(status: int, body: Any) -> Issued | Refused:
     return Issued(raw, float(expires_in))
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # urllib then raises HTTPError with the 3xx status: an answer like any other
-
-
-def _read(response: Any, url: str, timeout: float, deadline: float) -> Any:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        if time.monotonic() > deadline:
-            raise FetchError(f"timed out after {timeout:g} s posting to {url}")
-        chunk = response.read(16384)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise FetchError(f"the answer of {url} is larger than {MAX_RESPONSE_BYTES // 1024} KiB")
-        chunks.append(chunk)
-    try:
-        return json.loads(b"".join(chunks))
-    except (ValueError, RecursionError):
-        return None
-
-
 def http_post_form(url: str, form: Mapping[str, str], authorization: str, timeout: float) -> tuple[int, Any]:
-    """POST ``form`` to ``url`` with ``Authorization``: ``(status, JSON body or None)``.
-
-    Within ``timeout`` seconds overall; redirects are not followed; proxies are the
-    environment's, as the standard library reads them. Raises
-    :class:`~token_middleware.core.keys.FetchError` (naming the cause and the URL) when no
-    answer came.
+    """POST ``form`` to ``url`` with ``Authorization``: ``(status, JSON body or None)``, the
+    default :data:`Poster` (:func:`.oauth_post.post_form`: one whole-answer deadline, a size
+    limit, strict JSON, redirects answered and never followed; proxies are the environment's).
+    Raises :class:`~token_middleware.core.keys.FetchError` (naming the cause and the URL) when
+    no answer came.
     """
-    deadline = time.monotonic() + timeout
-    headers = {
-        "Authorization": authorization,
-        "Content-Type": "application/x-www-form-urlencoded",
-        "Accept": "application/json",
-        "User-Agent": "token-middleware",
-    }
-    data = urlencode(form).encode("ascii")
-    request = urllib.request.Request(url, data=data, method="POST", headers=headers)
-    try:
-        with urllib.request.build_opener(_NoRedirects).open(request, timeout=timeout) as response:
-            return int(response.status), _read(response, url, timeout, deadline)
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, _read(exc, url, timeout, deadline)
-        finally:
-            exc.close()
-    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError is an OSError
-        raise FetchError(_network_cause(exc, url, timeout).replace("fetching", "posting to")) from None
-
+    answer = post_form(url, form, authorization, timeout)
+    return answer.status, answer.body
