@@ -79,18 +79,24 @@ def test_rotation_new_kid_triggers_one_refetch(ec_key: SigningKey, clock: FakeCl
 
     new_key = SigningKey.generate("ES256", kid="ec-2")
     jwks_server.rotate([ec_key, new_key])
-    # Within JWKS_MIN_REFRESH_SECONDS of the last fetch, an unknown kid does not fetch.
+    # The start-up fetch does not count against the unknown-kid throttle: one refetch at once.
     r.advance(10)
-    with pytest.raises(UnknownKey):
-        r.validator.validate(mint(new_key, clock))
-    assert jwks_server.count() == 1
-    # After it, exactly one refetch, and the new key is accepted.
-    r.advance(21)
     assert r.validator.validate(mint(new_key, clock)).subject == "alice"
     assert jwks_server.count() == 2
     assert r.validator.validate(mint(new_key, clock)).subject == "alice"
     assert r.validator.validate(mint(ec_key, clock)).subject == "alice"
     assert jwks_server.count() == 2
+    # Within JWKS_MIN_REFRESH_SECONDS of that refetch, another unknown kid does not fetch.
+    newer = SigningKey.generate("ES256", kid="ec-3")
+    jwks_server.rotate([ec_key, new_key, newer])
+    r.advance(29)
+    with pytest.raises(UnknownKey):
+        r.validator.validate(mint(newer, clock))
+    assert jwks_server.count() == 2
+    # After it, exactly one refetch, and the newer key is accepted.
+    r.advance(1)
+    assert r.validator.validate(mint(newer, clock)).subject == "alice"
+    assert jwks_server.count() == 3
 
 
 def test_rotation_through_settings_with_no_min_refresh(ec_key: SigningKey, clock: FakeClock,
@@ -155,7 +161,10 @@ def test_unknown_kid_flood_with_default_settings_fetches_nothing_more(ec_key: Si
     stranger = SigningKey.generate("ES256", kid="stranger")
     results = _flood(v, [mint(stranger, clock, jti=f"j{i}") for i in range(50)])
     assert all(isinstance(e, UnknownKey) for e in results)
-    assert jwks_server.count() == 1  # just fetched: JWKS_MIN_REFRESH_SECONDS (30) has not elapsed
+    assert jwks_server.count() == 2  # the start-up fetch, then one unknown-kid refetch for all 50
+    results = _flood(v, [mint(stranger, clock, jti=f"k{i}") for i in range(50)])
+    assert all(isinstance(e, UnknownKey) for e in results)
+    assert jwks_server.count() == 2  # JWKS_MIN_REFRESH_SECONDS (30) has not elapsed since it
 
 
 def test_cold_concurrent_start_shares_one_fetch(ec_key: SigningKey, clock: FakeClock, jwks_server: JWKSServer) -> None:

@@ -36,7 +36,7 @@ def test_racing_processes_create_exactly_one_key(tmp_path: Path) -> None:
             p.join(30)
     assert all(p.exitcode == 0 for p in processes)
     assert len(set(results)) == 1, "workers disagree on the signing key or the session secret"
-    assert len(list(directory.glob("key-*.pem"))) == 2  # the current key and the next one
+    assert len(list(directory.glob("key-*.pem"))) == 3  # the current key and the two ahead
     assert not list(directory.glob("*.tmp"))
 
 
@@ -73,18 +73,18 @@ def test_rotation_keeps_the_old_public_key_until_its_tokens_expired(tmp_path: Pa
     clock = Clock()
     store = KeyStore(tmp_path / "k", token_ttl=300, clock=clock)
     old = store.current().kid
-    (published_next,) = [k["kid"] for k in store.jwks()["keys"] if k["kid"] != old]
+    published_next, published_later = [k["kid"] for k in store.jwks()["keys"] if k["kid"] != old]
     new = store.rotate().kid
     assert new == published_next, "the new key was not published before it signed"
     assert store.current().kid == new
     kids = [k["kid"] for k in store.jwks()["keys"]]
-    assert kids[0] == new and kids[-1] == old and len(kids) == 3
-    assert len(list((tmp_path / "k").glob("key-*.pem"))) == 2, "the retired private key was kept"
+    assert kids[0] == new and kids[1] == published_later and kids[-1] == old and len(kids) == 4
+    assert len(list((tmp_path / "k").glob("key-*.pem"))) == 3, "the retired private key was kept"
     clock.now += 300 + RETENTION_MARGIN - 1
     assert old in [k["kid"] for k in store.jwks()["keys"]]
     clock.now += 2
     assert old not in [k["kid"] for k in store.jwks()["keys"]]
-    assert len(store.jwks()["keys"]) == 2
+    assert len(store.jwks()["keys"]) == 3
 
 
 def test_other_processes_notice_a_rotation(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_other_processes_notice_a_rotation(tmp_path: Path) -> None:
     new = worker_a.rotate().kid
     assert worker_b.current().kid == new
     assert worker_b.jwks() == worker_a.jwks()
-    assert len(worker_b.jwks()["keys"]) == 3
+    assert len(worker_b.jwks()["keys"]) == 4
 
 
 def test_a_worker_checks_at_most_once_per_interval(tmp_path: Path) -> None:
@@ -121,8 +121,8 @@ def test_changing_the_algorithm_rotates_once(tmp_path: Path) -> None:
     rs = KeyStore(tmp_path / "k", alg="RS256")
     assert rs.current().alg == "RS256"
     kids = [k["kid"] for k in rs.jwks()["keys"]]
-    assert kids[-1] == old and len(kids) == 3
-    assert all(k["alg"] == "RS256" for k in rs.jwks()["keys"][:2])
+    assert kids[-1] == old and len(kids) == 4
+    assert all(k["alg"] == "RS256" for k in rs.jwks()["keys"][:3])
     assert KeyStore(tmp_path / "k", alg="RS256").current().kid == rs.current().kid
     assert rs.algorithms() == ["RS256", "ES256"]
 

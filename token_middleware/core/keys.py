@@ -14,12 +14,20 @@ The remote source:
 * caches a key set for ``JWKS_CACHE_SECONDS``; a ``Cache-Control: max-age`` between
   ``JWKS_MIN_REFRESH_SECONDS`` and that may shorten it;
 * refetches at most once per ``JWKS_MIN_REFRESH_SECONDS`` for an unknown ``kid``; concurrent
-  threads share that one fetch (single-flight);
+  threads share that one fetch (single-flight). The throttle runs between *unknown-kid*
+  refetches only: the start-up fetch and the scheduled refresh of a stale set do not count, so
+  the first token signed by a newly promoted key after start-up (or after a quiet spell) always
+  gets its refetch. A flood of tokens with random ``kid`` values still causes at most one fetch per
+  ``JWKS_MIN_REFRESH_SECONDS`` (plus the scheduled refresh every ``JWKS_CACHE_SECONDS``). Why
+  here: any issuer, ours or a third party's, may sign with a key it published moments ago; the
+  first such token after a quiet spell must not wait 30 s. The issuer's side of the guarantee
+  (the gateway's keys are published two rotations before they sign) is in
+  :mod:`token_middleware.gateway.issuing.keystore`;
 * keeps the last good key set when a fetch fails or returns nothing usable;
 * tells its watch (:mod:`.observe`) of every fetch attempt, ``ok`` or ``error``, and brackets it
   (and each HTTP GET in it) in a span when a tracer watches;
 * bounds every fetch by ``HTTP_TIMEOUT`` (a whole-response deadline, not only per read) and by
-  a size limit;
+  a size limit (the HTTP part, and the discovery document, are in :mod:`.fetching`);
 * says why it cannot get keys, in operator terms ("connection refused by 127.0.0.1:9 fetching
   …", "discovery document at … names issuer '…' but ISSUER is '…'"): a WARNING on the
   ``token_middleware.keys`` logger at the first failure (the start-up prefetch), then at most
@@ -30,28 +38,35 @@ The remote source:
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import re
-import socket
-import ssl
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import _jose
 from .errors import ConfigurationError, KeysUnavailable, UnknownKey
+# Re-exported (``X as X``): the fetch helpers lived here, and callers import them from here.
+from .fetching import (
+    MAX_JWKS_BYTES as MAX_JWKS_BYTES,
+    FetchError as FetchError,
+    Fetcher as Fetcher,
+    _host_port as _host_port,
+    _max_age as _max_age,
+    _network_cause as _network_cause,
+    _public_url as _public_url,
+    _shown as _shown,
+    discovered_url as discovered_url,
+    fetch_discovery as fetch_discovery,
+    http_get_json as http_get_json,
+)
 from .observe import KeyFetch, Watch
 
 log = logging.getLogger("token_middleware.keys")
 
-MAX_JWKS_BYTES = 512 * 1024
 MAX_KEYS = 100
 
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.S)
@@ -258,108 +273,6 @@ class StaticKeySource:
         return None
 
 
-class FetchError(Exception):
-    """A key or discovery document could not be fetched or parsed.
-
-    The message is the cause in operator terms, naming the URL (for logs and
-    :attr:`KeysUnavailable.cause`); it is never sent to HTTP clients. ``status`` is the HTTP
-    status when the server answered with one other than 200.
-    """
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _max_age(cache_control: str | None) -> int | None:
-    if not cache_control:
-        return None
-    directives = [d.strip().lower() for d in cache_control.split(",")]
-    if "no-store" in directives or "no-cache" in directives:
-        return 0
-    for d in directives:
-        if d.startswith("max-age="):
-            try:
-                return max(0, int(d[8:].strip('"')))
-            except ValueError:
-                return None
-    return None
-
-
-def _shown(value: Any, limit: int = 120) -> str:
-    """A value from a remote document, quoted and shortened: safe to put in a log line."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _host_port(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or "?"
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return host
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _network_cause(exc: BaseException, url: str, timeout: float) -> str:
-    """Why a fetch of ``url`` failed, from the exception urllib or the socket raised."""
-    reason: Any = getattr(exc, "reason", exc)  # URLError wraps the socket's error
-    where = _host_port(url)
-    if isinstance(reason, TimeoutError):
-        return f"timed out after {timeout:g} s fetching {url}"
-    if isinstance(reason, ConnectionRefusedError):
-        return f"connection refused by {where} fetching {url}"
-    if isinstance(reason, socket.gaierror):
-        return f"cannot resolve the host of {url} ({reason.strerror or reason})"
-    if isinstance(reason, ssl.SSLCertVerificationError):
-        return f"TLS certificate of {where} not trusted ({reason.verify_message}) fetching {url}"
-    if isinstance(reason, (http.client.HTTPException, ConnectionResetError)):
-        return f"{where} closed the connection or did not answer HTTP fetching {url}"
-    text = (reason.strerror if isinstance(reason, OSError) else None) or str(reason) or type(reason).__name__
-    return f"cannot fetch {url}: {text}"
-
-
-def http_get_json(url: str, timeout: float, max_bytes: int = MAX_JWKS_BYTES) -> tuple[Any, str | None]:
-    """GET ``url`` and parse JSON, within ``timeout`` seconds overall. Returns (document, Cache-Control).
-
-    Raises :class:`FetchError` naming the cause and the URL.
-    """
-    deadline = time.monotonic() + timeout
-    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "token-middleware"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (configured URL)
-            if response.status != 200:
-                raise FetchError(f"HTTP {response.status} from {url}", status=response.status)
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                if time.monotonic() > deadline:
-                    raise FetchError(f"timed out after {timeout:g} s fetching {url}")
-                chunk = response.read1(16384)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > max_bytes:
-                    raise FetchError(f"the response from {url} is larger than {max_bytes // 1024} KiB")
-                chunks.append(chunk)
-            cache_control = response.headers.get("Cache-Control")
-            content_type = response.headers.get("Content-Type") or ""
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        raise FetchError(f"HTTP {exc.code} from {url}", status=exc.code) from None
-    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError is an OSError
-        raise FetchError(_network_cause(exc, url, timeout)) from None
-    try:
-        return json.loads(b"".join(chunks)), cache_control
-    except (ValueError, RecursionError):
-        served = f" (Content-Type {_shown(content_type, 60)})" if "json" not in content_type.lower() else ""
-        raise FetchError(f"the response from {url} is not JSON{served}") from None
-
-
-Fetcher = Callable[[str, float], "tuple[Any, str | None]"]
-
-
 class _State:
     __slots__ = ("keyset", "fresh_until")
 
@@ -402,7 +315,8 @@ class RemoteKeySource:
         self._clock = clock
         self._state: _State | None = None
         self._lock = threading.Lock()
-        self._last_attempt: float | None = None
+        self._last_attempt: float | None = None  # the last fetch of any kind
+        self._last_forced: float | None = None  # the last fetch asked for by an unknown kid
         #: Why the last fetch failed, in operator terms; ``None`` once a fetch succeeds.
         self.last_error: str | None = None
         #: Least time between two WARNING lines for the same cause.
@@ -463,28 +377,39 @@ class RemoteKeySource:
 
     # -- fetching ---------------------------------------------------------------------------
 
-    def _throttled(self, now: float) -> bool:
-        last = self._last_attempt
-        # Without any key set, retry sooner (Retry-After), still never more than that rate.
-        interval = self.min_refresh_seconds if self._state is not None else self.retry_after
+    def _throttled(self, now: float, force: bool = False) -> bool:
+        if self._state is None:
+            # Without any key set, retry sooner (Retry-After), still never more than that rate.
+            last, interval = self._last_attempt, self.retry_after
+        elif force:
+            # Unknown kid: only the previous unknown-kid refetch counts, not the start-up fetch
+            # or a scheduled refresh (a key promoted seconds after them must not wait 30 s).
+            last, interval = self._last_forced, self.min_refresh_seconds
+        else:
+            last, interval = self._last_attempt, self.min_refresh_seconds
         return last is not None and now - last < min(interval, self.min_refresh_seconds)
 
     def _refresh(self, now: float, *, force: bool) -> _State | None:
         """Fetch unless throttled; concurrent callers wait for one fetch and share its result."""
-        if self._throttled(now) and not self._lock.locked():
+        if self._throttled(now, force) and not self._lock.locked():
             return self._state  # no fetch in flight: answer at once with what we have
         with self._lock:
             # Another thread may have fetched while we waited for the lock.
-            if self._throttled(self._clock()):
+            if self._throttled(self._clock(), force):
                 return self._state
+            last = self._last_attempt
+            if force and self._state is not None and last is not None and last > now:
+                return self._state  # a fetch began after we were asked: its keys are the newest
             if not force and self._state is not None and self._clock() < self._state.fresh_until:
                 return self._state
-            return self._refresh_locked(self._clock())
+            return self._refresh_locked(self._clock(), force)
 
-    def _refresh_locked(self, now: float) -> _State | None:
-        if self._throttled(now) and self._state is not None:
+    def _refresh_locked(self, now: float, force: bool = False) -> _State | None:
+        if self._throttled(now, force) and self._state is not None:
             return self._state
         self._last_attempt = now
+        if force and self._state is not None:
+            self._last_forced = now
         self.fetch_count += 1
         watch = self.watch
         if watch is None:
@@ -588,52 +513,6 @@ class RemoteKeySource:
         jwks_uri = discovered_url(document, "jwks_uri", url)
         self.jwks_url = jwks_uri
         return jwks_uri
-
-
-def fetch_discovery(issuer: str, fetch: Fetcher, timeout: float) -> tuple[str, Mapping[str, Any]]:
-    """``(url, document)``: ``issuer``'s OpenID discovery document, whose ``issuer`` is checked.
-
-    The one reader of discovery documents: the key source takes ``jwks_uri`` from it, the token
-    exchange (:mod:`token_middleware.core.exchange`) ``token_endpoint``. Raises
-    :class:`FetchError` naming the cause.
-    """
-    url = issuer.rstrip("/") + "/.well-known/openid-configuration"
-    try:
-        document, _ = fetch(url, timeout)
-    except FetchError as exc:
-        if exc.status == 404:
-            raise FetchError(f"{exc}: is ISSUER right? Set JWKS_URL if the issuer publishes "
-                             "no discovery document") from None
-        raise
-    if not isinstance(document, Mapping):
-        raise FetchError(f"discovery document at {url} is not a JSON object")
-    # OpenID Connect Discovery 1.0 §4.3: the issuer in the document MUST match.
-    named = document.get("issuer")
-    if named != issuer:
-        slash = (" (they differ only by a trailing slash)"
-                 if isinstance(named, str) and named.rstrip("/") == issuer.rstrip("/") else "")
-        raise FetchError(f"discovery document at {url} names issuer {_shown(named)} but ISSUER is "
-                         f"{issuer!r}{slash}: set ISSUER to exactly the issuer the document names")
-    return url, document
-
-
-def discovered_url(document: Mapping[str, Any], name: str, url: str) -> str:
-    """The URL member ``name`` of the discovery document fetched from ``url``; raises :class:`FetchError`."""
-    value = document.get(name)
-    if not isinstance(value, str) or not value.startswith(("https://", "http://")) \
-            or len(value) > 2048 or not value.isprintable() or " " in value:
-        got = f" (it names {_shown(value)})" if value is not None else ""
-        raise FetchError(f"discovery document at {url} has no usable {name}{got}")
-    return value
-
-
-def _public_url(url: str | None) -> str | None:
-    """``url`` without credentials (``user:password@``), for spans and events."""
-    if url is None or "@" not in url:
-        return url
-    parts = urllib.parse.urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _word(value: Any) -> str:

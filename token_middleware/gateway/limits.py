@@ -22,8 +22,10 @@ What is trusted: the ``address`` the caller passes (``client_address`` believes
 are only ever used as keys, bounded in length, and never logged.
 
 Counts live behind :class:`FailureStore`, a small interface: :class:`MemoryFailureStore` keeps
-them in the process (so per gunicorn worker: with ``W`` workers an attacker gets up to ``W`` times
-the limits); a shared store (Redis, ...) can implement the same two methods.
+them in the process (the default; so per gunicorn worker: with ``W`` workers an attacker gets up
+to ``W`` times the limits). With several workers or replicas, use
+:class:`token_middleware.redis_store.RedisFailureStore` (the ``redis`` extra): one count for all
+of them; while Redis is unreachable it falls back to per-process limits and says so in the log.
 
 Example::
 

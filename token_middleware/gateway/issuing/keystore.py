@@ -2,9 +2,10 @@
 
 Layout of the keys directory (created ``0700``; every file ``0600``)::
 
-    state.json          {"current": {"kid", "alg", "file", "jwk"}, "next": {...same...},
+    state.json          {"current": {"kid", "alg", "file", "jwk"}, "ahead": [{...same...}, ...],
+                         "next": <ahead[0], for gateways from before "ahead">,
                          "previous": [{"kid", "jwk", "drop_after"}], "max_token_ttl": 300}
-    key-<kid>.pem       the current and the next private key (PKCS#8 PEM); retired ones are deleted
+    key-<kid>.pem       the current and the ahead private keys (PKCS#8 PEM); retired ones are deleted
     session-secret      32 random bytes: the HMAC key of the session cookie and CSRF tokens
     .lock               fcntl lock: exclusive while creating or rotating, shared while reading
 
@@ -13,12 +14,25 @@ here reads a request.
 
 Every worker of a gateway must sign with the same key, so the first process creates it under the
 exclusive lock and publishes it with an atomic rename; the others wait on the lock and load it.
-Keys are published before they sign: the JWKS always holds the *next* key too, so services
-that fetched the key set at any time since the last rotation already know the key that
-:meth:`KeyStore.rotate` promotes, and need no refetch (which they throttle to one per
-``JWKS_MIN_REFRESH_SECONDS``). Rotation promotes the next key, makes a new next key, and keeps
-the previous public key in the JWKS until every token it signed has expired (``token_ttl`` + a
-margin that covers validator leeway and the time other workers take to notice). Workers notice
+The rotation rule: keys are published :data:`KEYS_AHEAD` (2) rotations before they sign. The
+JWKS holds the current key and the two keys ahead; :meth:`KeyStore.rotate` promotes the oldest
+key ahead, which has been in the JWKS since two rotations ago (or since the directory was
+created), and publishes a new one behind it. Why two and not one: services learn keys by
+fetching the JWKS, and throttle the fetch an unknown ``kid`` triggers to one per
+``JWKS_MIN_REFRESH_SECONDS`` (30 s). With one key ahead, two rotations seconds apart promoted
+a key published seconds earlier, which a service that last fetched at start-up could not know,
+and its refetch could already have been spent (on the start-up fetch by older versions, on a
+flood of random ``kid`` values by anyone): up to 30 s of 401s. With two ahead, a service that
+fetched at any time since the rotation before last knows the key the next *two* rotations
+promote, without any refetch; a third rotation in quick succession costs one refetch, which our
+validator always allows (:mod:`token_middleware.core.keys`: the start-up and scheduled fetches
+do not count against the throttle) and which learns two keys ahead again: up to five rotations
+within ``JWKS_MIN_REFRESH_SECONDS`` refuse nothing. The rule holds for any validator that
+caches a JWKS, ours or not, and costs nothing but one more public key in the document; a
+deferred schedule ("a key signs N seconds after publication") would guarantee more but make
+``rotate-keys`` not rotate when asked to. Rotation keeps the previous public key in the JWKS
+until every token it signed has expired (``token_ttl`` + a margin that covers validator leeway
+and the time other workers take to notice). Workers notice
 a rotation done by another process by a ``stat`` of ``state.json`` at most once per
 ``check_interval`` seconds, and switch without a restart.
 
@@ -57,6 +71,8 @@ LOCK_FILE = ".lock"
 #: default), the check interval of other workers, and slack for slow call chains.
 RETENTION_MARGIN = 120
 DEFAULT_ALG = "ES256"
+#: Keys published ahead of use: a promoted key was published this many rotations earlier.
+KEYS_AHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -71,7 +87,7 @@ class RetiredKey:
 @dataclass(frozen=True)
 class _Loaded:
     current: SigningKey
-    next_jwk: dict[str, Any] | None
+    ahead_jwks: tuple[dict[str, Any], ...]
     previous: tuple[RetiredKey, ...]
     signature: tuple[int, int, int]
 
@@ -123,12 +139,11 @@ class KeyStore:
         return tuple(k for k in self._state().previous if k.drop_after > now)
 
     def jwks(self) -> dict[str, Any]:
-        """The JWKS document: the current public key first, then the next key (published ahead
-        of use), then retired ones whose tokens may still be alive."""
+        """The JWKS document: the current public key first, then the keys ahead (published
+        before use, the next one first), then retired ones whose tokens may still be alive."""
         state = self._state()
         keys = [dict(state.current.public_jwk())]
-        if state.next_jwk is not None:
-            keys.append(dict(state.next_jwk))
+        keys.extend(dict(jwk) for jwk in state.ahead_jwks)
         keys.extend(dict(k.jwk) for k in self.previous())
         return {"keys": keys}
 
@@ -185,9 +200,8 @@ class KeyStore:
                 RetiredKey(p["kid"], dict(p["jwk"]), float(p["drop_after"]))
                 for p in state.get("previous", [])
             )
-            upcoming = state.get("next")
-            next_jwk = dict(upcoming["jwk"]) if isinstance(upcoming, dict) else None
-        return _Loaded(key, next_jwk, previous, signature)
+            ahead = tuple(dict(entry["jwk"]) for entry in _ahead(state))
+        return _Loaded(key, ahead, previous, signature)
 
     def _read_state(self) -> dict[str, Any]:
         try:
@@ -242,13 +256,11 @@ class KeyStore:
     def _ensure_key(self) -> None:
         if not (self.directory / STATE_FILE).exists():
             key = SigningKey.generate(self.alg or DEFAULT_ALG)
-            upcoming = SigningKey.generate(key.alg)
             self._write_private(key)
-            self._write_private(upcoming)
             self._write_state(
                 {
                     "current": self._entry(key),
-                    "next": self._entry(upcoming),
+                    "ahead": self._new_keys(key.alg, KEYS_AHEAD),
                     "previous": [],
                     "max_token_ttl": self.token_ttl,
                 }
@@ -260,10 +272,9 @@ class KeyStore:
         if int(state.get("max_token_ttl", 0)) < self.token_ttl:
             state["max_token_ttl"] = self.token_ttl
             changed = True
-        if not isinstance(state.get("next"), dict):  # a directory from before next keys
-            upcoming = SigningKey.generate(state["current"]["alg"])
-            self._write_private(upcoming)
-            state["next"] = self._entry(upcoming)
+        ahead = _ahead(state)
+        if len(ahead) < KEYS_AHEAD:  # a directory from before keys ahead, or from before two
+            state["ahead"] = ahead + self._new_keys(state["current"]["alg"], KEYS_AHEAD - len(ahead))
             changed = True
         if changed:
             self._write_state(state)
@@ -292,22 +303,25 @@ class KeyStore:
             0, {"kid": old_key.kid, "jwk": dict(old_key.public_jwk()), "drop_after": drop_after}
         )
         alg = self.alg or old["alg"]
-        upcoming = state.get("next")
         stale_files = [old_pem_path]
-        if isinstance(upcoming, dict) and upcoming.get("alg") == alg:
-            next_path = self.directory / upcoming["file"]
-            key = SigningKey.from_pem(next_path.read_bytes(), alg, kid=upcoming["kid"])
-        else:  # no published next key of the wanted algorithm: a fresh one (and drop the unused)
-            if isinstance(upcoming, dict):
-                stale_files.append(self.directory / upcoming["file"])
+        ahead = []
+        for entry in _ahead(state):
+            if entry.get("alg") == alg:
+                ahead.append(entry)
+            else:  # published for another algorithm: never used (and its private key dropped)
+                stale_files.append(self.directory / entry["file"])
+        if ahead:
+            upcoming = ahead.pop(0)
+            key = SigningKey.from_pem((self.directory / upcoming["file"]).read_bytes(), alg,
+                                      kid=upcoming["kid"])
+        else:  # no published key of the wanted algorithm: a fresh one
             key = SigningKey.generate(alg)
             self._write_private(key)
-        new_next = SigningKey.generate(alg)
-        self._write_private(new_next)
+        ahead += self._new_keys(alg, KEYS_AHEAD - len(ahead))
         self._write_state(
             {
                 "current": self._entry(key),
-                "next": self._entry(new_next),
+                "ahead": ahead,
                 "previous": previous,
                 "max_token_ttl": ttl,
             }
@@ -322,11 +336,25 @@ class KeyStore:
     def _entry(key: SigningKey) -> dict[str, Any]:
         return {"kid": key.kid, "alg": key.alg, "file": _pem_name(key.kid), "jwk": key.public_jwk()}
 
+    def _new_keys(self, alg: str, count: int) -> list[dict[str, Any]]:
+        """``count`` new private keys of ``alg`` on disk, as state entries."""
+        entries = []
+        for _ in range(max(0, count)):
+            key = SigningKey.generate(alg)
+            self._write_private(key)
+            entries.append(self._entry(key))
+        return entries
+
     def _write_private(self, key: SigningKey) -> None:
         pem = key.private_pem()
         self._atomic_write(_pem_name(key.kid), pem.encode("ascii") if isinstance(pem, str) else pem)
 
     def _write_state(self, state: dict[str, Any]) -> None:
+        ahead = state.get("ahead")
+        if isinstance(ahead, list) and ahead:
+            state["next"] = ahead[0]  # what a gateway from before "ahead" reads
+        else:
+            state.pop("next", None)
         self._atomic_write(STATE_FILE, json.dumps(state, indent=2, sort_keys=True).encode("utf-8"))
 
     def _atomic_write(self, name: str, data: bytes) -> None:
@@ -343,6 +371,18 @@ class KeyStore:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
+
+
+def _ahead(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The published keys ahead of use, next first (``"next"`` in directories from before.)"""
+    ahead = state.get("ahead")
+    upcoming = state.get("next")
+    if isinstance(ahead, list):
+        entries = [e for e in ahead if isinstance(e, dict)]
+        if not isinstance(upcoming, dict) or (entries and entries[0].get("kid") == upcoming.get("kid")):
+            return entries
+        # "next" disagrees: a gateway from before "ahead" rotated last, and only "next" is live.
+    return [upcoming] if isinstance(upcoming, dict) else []
 
 
 def _pem_name(kid: str) -> str:
