@@ -9,6 +9,7 @@ Subcommands::
                              [--jwks-url URL | --public-keys FILE]]
     token-middleware rotate-keys --keys-dir DIR
     token-middleware demo [--host 127.0.0.1] [--ports 8000,8001,8002] [--edge auto|nginx|python]
+                          [--token-mode exchange|forward]
 
 What is trusted: ``mint`` signs whatever it is told to (it is a test tool; keep real signing keys
 away from it). ``inspect`` without ``--issuer``/``--audience`` only *decodes* a token and says so:
@@ -403,6 +404,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         keys_dir=Path(args.keys_dir) if args.keys_dir else None,
         log_dir=Path(args.log_dir) if args.log_dir else None,
         edge=args.edge,
+        token_mode=args.token_mode,
     )
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
@@ -537,6 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edge", choices=("auto", "nginx", "python"), default="auto",
                    help="what listens on the first port: nginx in front of the gateway, or the "
                         "Python gateway forwarding by itself (default auto: nginx when installed)")
+    p.add_argument("--token-mode", choices=("exchange", "forward"), default="exchange",
+                   help="exchange: each hop gets its own token at the gateway's /oauth2/token "
+                        "(RFC 8693, default); forward: one token names both services")
     p.set_defaults(func=cmd_demo)
     return parser
 

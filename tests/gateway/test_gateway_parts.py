@@ -33,9 +33,10 @@ def test_from_env_defaults(users_file: Path, tmp_path: Path) -> None:
     config = GatewayConfig.from_env({"HOME": str(tmp_path)}, default_users_file=users_file)
     assert config.issuer == "http://127.0.0.1:8000"
     assert config.routes == (
-        Route("/orders", "http://127.0.0.1:8001", ("orders-service", "customers-service")),
+        Route("/orders", "http://127.0.0.1:8001", ("orders-service",)),  # one audience per route
         Route("/customers", "http://127.0.0.1:8002", ("customers-service",)),
     )
+    assert config.clients_file is None
     assert config.token_ttl == 300 and config.alg == "ES256"
     assert config.keys_dir == tmp_path / ".local/state/token-middleware/gateway-keys"
     assert config.route_for("/orders/1") == config.routes[0]

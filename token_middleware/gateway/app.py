@@ -19,6 +19,10 @@ Endpoints:
 ``* /_auth``                             nginx ``auth_request``: 200 with ``X-Access-Token``
                                          and ``X-Accel-Expires`` (how long nginx may cache it)
 ``GET /healthz``                         liveness
+``POST /oauth2/token``                   RFC 8693 token exchange for services (:mod:`.issuing.exchange`),
+                                         when ``GATEWAY_CLIENTS_FILE`` is set (404 otherwise)
+``GET /metrics``                         the gateway's Prometheus counters (:mod:`.metrics`);
+                                         404 without prometheus_client; never forwarded
 ``* <route prefix>/…``                   forwarded with ``Authorization: Bearer <minted>``
 ======================================== ======================================================
 
@@ -53,11 +57,14 @@ from .edge.proxy import (
     request_id,
 )
 from .issuing import wellknown
+from .issuing.exchange import TOKEN_PATH, ClientStore, TokenExchange
 from .issuing.keystore import KeyStore
 from .issuing.minting import TokenMinter
-from .limits import LoginLimiter, MemoryFailureStore
+from .limits import FailureStore, LoginLimiter, MemoryFailureStore
+from .metrics import GatewayMetrics, gateway_metrics
 from .sessions import SessionCodec
 from .users import UserStore
+from .. import metrics as token_metrics
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -68,6 +75,10 @@ MAX_FORM_BYTES = 16 * 1024
 
 #: The answer for a path under no route (the same in the Python edge and through nginx).
 NO_ROUTE = Refusal(404, "not_found", "no route for this path")
+
+#: The gateway's own Prometheus endpoint: always answered here (404 with metrics off), never
+#: forwarded, even if a route prefix would cover it.
+METRICS_PATH = "/metrics"
 
 
 
@@ -81,8 +92,15 @@ class Gateway:
         keystore: KeyStore | None = None,
         users: UserStore | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: GatewayMetrics | bool = True,
+        clients: ClientStore | None = None,
     ) -> None:
         self.config = config
+        #: The gateway's counters (:mod:`.metrics`); ``None`` without prometheus_client or with
+        #: ``metrics=False``. ``True``: prometheus_client's default registry.
+        self.metrics: GatewayMetrics | None = (
+            metrics if isinstance(metrics, GatewayMetrics) else gateway_metrics() if metrics else None
+        )
         self.keystore = keystore or KeyStore(
             config.keys_dir,
             alg=config.alg,
@@ -92,13 +110,14 @@ class Gateway:
         self.users = users or UserStore.from_file(config.users_file)
         self.sessions = SessionCodec(self.keystore.session_secret(), ttl=config.session_ttl, clock=clock)
         self.limiter = LoginLimiter(
-            MemoryFailureStore(),
+            _failure_store(config.redis_url),
             max_failures=config.login_max_failures,
             max_failures_per_address=config.login_max_failures_per_address,
             window=float(config.login_window),
         )
         self.clock = clock
-        self.minter = TokenMinter(config.issuer, self.keystore, ttl=config.token_ttl, clock=clock)
+        self.minter = TokenMinter(config.issuer, self.keystore, ttl=config.token_ttl, clock=clock,
+                                  on_mint=self.metrics.minted if self.metrics is not None else None)
         cookie_prefix = "__Host-" if config.secure_cookies else ""
         self.session_cookie = f"{cookie_prefix}gw_session"
         self.csrf_cookie = f"{cookie_prefix}gw_csrf"
@@ -112,6 +131,7 @@ class Gateway:
         )
         self.pages = BrowserPages(config, self.users, self.sessions, self.auth,
                                   session_cookie=self.session_cookie, csrf_cookie=self.csrf_cookie)
+        self.pages.metrics = self.metrics
         self.proxy = Proxy(
             config.routes,
             timeout=config.upstream_timeout,
@@ -121,6 +141,13 @@ class Gateway:
             body_memory_bytes=config.body_memory_bytes,
             body_timeout=config.body_timeout,
         )
+        if clients is None and config.clients_file is not None:
+            clients = ClientStore.from_file(config.clients_file)
+        #: The token endpoint (:mod:`.issuing.exchange`), or ``None``: no clients, no exchange.
+        self.token_exchange: TokenExchange | None = (
+            TokenExchange(config.issuer, self.keystore, clients, ttl=config.token_ttl, clock=clock)
+            if clients is not None else None
+        )
         self._endpoints: dict[str, tuple[frozenset[str], Callable[[Request], Response]]] = {
             wellknown.JWKS_PATH: (frozenset({"GET", "HEAD"}), self.jwks),
             wellknown.DISCOVERY_PATH: (frozenset({"GET", "HEAD"}), self.discovery),
@@ -129,8 +156,11 @@ class Gateway:
             "/app": (frozenset({"GET", "HEAD"}), self.pages.app_page),
             "/app.js": (frozenset({"GET", "HEAD"}), self.pages.app_js),
             "/healthz": (frozenset({"GET", "HEAD"}), self.healthz),
+            METRICS_PATH: (frozenset({"GET", "HEAD"}), self.prometheus_metrics),
             "/": (frozenset({"GET", "HEAD"}), self.pages.index),
         }
+        if self.token_exchange is not None:
+            self._endpoints[TOKEN_PATH] = (frozenset({"POST"}), self.token_endpoint)
 
     def close(self) -> None:
         """Release the upstream connection pool (tests; gunicorn just exits)."""
@@ -319,12 +349,43 @@ class Gateway:
             self.config.issuer_base,
             self.keystore.algorithms(),
             self.users.all_scopes(),
+            token_endpoint=self.config.issuer_base + TOKEN_PATH if self.token_exchange is not None else None,
         )
         return _json(document, headers=wellknown.DISCOVERY_HEADERS)
+
+    def token_endpoint(self, request: Request) -> Response:
+        """RFC 8693 token exchange (:mod:`.issuing.exchange`); counted as ``ok`` or the error code."""
+        assert self.token_exchange is not None  # routed only when there are clients
+        response, result = self.token_exchange.answer(request)
+        if self.metrics is not None:
+            self.metrics.exchange(result)
+        return response
+
+    def prometheus_metrics(self, request: Request) -> Response:
+        """The gateway's counters in the Prometheus text format (OpenMetrics when asked); 404
+        when metrics are off. With the default registry and ``PROMETHEUS_MULTIPROC_DIR`` set,
+        every worker's values (:func:`token_middleware.metrics.exposition`)."""
+        if self.metrics is None:
+            return _json({"error": "not_found", "error_description": "metrics are off"}, status=404,
+                         headers={"Cache-Control": "no-store"})
+        registry = None if self.metrics.default_registry else self.metrics.registry
+        body, content_type = token_metrics.exposition(registry, accept=request.headers.get("Accept"))
+        response = Response(body, status=200, content_type=content_type)
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     def healthz(self, request: Request) -> Response:
         """Liveness: 200 once the app is built (keys loaded, users read)."""
         return _json({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+
+def _failure_store(redis_url: str | None) -> FailureStore:
+    """Where login failures are counted: Redis (``GATEWAY_REDIS_URL``, shared) or this process."""
+    if not redis_url:
+        return MemoryFailureStore()
+    from token_middleware.redis_store import RedisFailureStore  # the optional "redis" extra
+
+    return RedisFailureStore(redis_url)
 
 
 def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:

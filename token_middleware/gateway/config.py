@@ -16,6 +16,7 @@ fix, so a gateway with a typo in its routes refuses to start instead of failing 
 ``GATEWAY_TRUSTED_PROXIES`` IP addresses whose ``X-Forwarded-For`` is believed, default none
 ``GATEWAY_MAX_BODY_BYTES``  largest request body forwarded (413 beyond), default 1048576
 ``GATEWAY_BODY_TIMEOUT``    seconds a request body may take to arrive (408 after), default 30
+``GATEWAY_CLIENTS_FILE``    JSON clients of ``POST /oauth2/token`` (token exchange); unset: none
 =========================== ================================================================
 
 Example::
@@ -37,7 +38,8 @@ from token_middleware.core.errors import ConfigurationError
 
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
 DEFAULT_ROUTES = "/orders=http://127.0.0.1:8001,/customers=http://127.0.0.1:8002"
-DEFAULT_AUDIENCES = "/orders=orders-service customers-service,/customers=customers-service"
+#: One audience per route: the next hop gets its own token by exchange (``/oauth2/token``).
+DEFAULT_AUDIENCES = "/orders=orders-service,/customers=customers-service"
 DEFAULT_TOKEN_TTL = 300
 DEFAULT_ALG = "ES256"
 DEFAULT_UPSTREAM_TIMEOUT = 10.0
@@ -46,7 +48,7 @@ DEFAULT_BODY_TIMEOUT = 30.0
 SUPPORTED_ALGS = ("ES256", "RS256")
 
 #: Paths the gateway answers itself; no route prefix may shadow them.
-RESERVED_PATHS = ("/.well-known", "/login", "/logout", "/app", "/app.js", "/_auth", "/healthz")
+RESERVED_PATHS = ("/.well-known", "/login", "/logout", "/app", "/app.js", "/_auth", "/healthz", "/metrics", "/oauth2")
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,9 @@ class GatewayConfig:
     login_max_failures: int = 5
     login_max_failures_per_address: int = 50
     login_window: int = 300
+    #: ``GATEWAY_REDIS_URL``: keep the login failure counts in Redis, shared by every worker and
+    #: replica (:class:`token_middleware.redis_store.RedisFailureStore`); ``None``: per process.
+    redis_url: str | None = None
     #: Request bodies: the largest forwarded, the part kept in memory, how long one may take.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     body_memory_bytes: int = 64 * 1024
@@ -97,6 +102,9 @@ class GatewayConfig:
     key_check_interval: float = 1.0
     #: Longest time an edge proxy may cache a ``/_auth`` answer (``X-Accel-Expires``); 0: never.
     auth_cache_seconds: int = 30
+    #: ``GATEWAY_CLIENTS_FILE``: the token endpoint's clients (:mod:`.issuing.exchange`); ``None``:
+    #: no token endpoint.
+    clients_file: Path | None = None
 
     def __post_init__(self) -> None:
         _check_issuer(self.issuer)
@@ -201,7 +209,24 @@ class GatewayConfig:
             ),
             max_body_bytes=_int(environ, "GATEWAY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, "bytes"),
             body_timeout=_float(environ, "GATEWAY_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT),
+            clients_file=_clients_file(environ),
+            redis_url=environ.get("GATEWAY_REDIS_URL", "").strip() or None,
         )
+
+
+def _clients_file(environ: Mapping[str, str]) -> Path | None:
+    raw = environ.get("GATEWAY_CLIENTS_FILE", "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ConfigurationError(
+            f"GATEWAY_CLIENTS_FILE: {path} does not exist or is not a file; point it at a JSON "
+            'object {"<client_id>": {"secret_hash": "...", "audience": "...", "may_exchange_for": '
+            '{"<target>": ["<scope>"]}}}, or unset it to turn the token endpoint off',
+            setting="CLIENTS_FILE",
+        )
+    return path
 
 
 def default_keys_dir(environ: Mapping[str, str]) -> Path:

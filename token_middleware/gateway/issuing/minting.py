@@ -44,6 +44,7 @@ class TokenMinter:
         ttl: int = 300,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.time,
+        on_mint: Callable[[], None] | None = None,
     ) -> None:
         self.issuer = issuer
         self.keystore = keystore
@@ -56,6 +57,8 @@ class TokenMinter:
         self._kid: str | None = None
         self._issuer: TokenIssuer | None = None
         self.minted = 0  # how many tokens were signed (for tests and metrics)
+        #: Called once per token signed (not per reuse): the gateway's ``tokens_minted_total``.
+        self.on_mint = on_mint
 
     def token_for(self, user: User, route: Route, client_id: str = "gateway") -> str:
         """The raw token to forward for ``user`` under ``route``."""
@@ -92,6 +95,8 @@ class TokenMinter:
                 self._cache.move_to_end(cache_key)
                 while len(self._cache) > self.max_entries:
                     self._cache.popitem(last=False)
+        if self.on_mint is not None:
+            self.on_mint()
         return minted
 
     def clear(self) -> None:

@@ -19,10 +19,12 @@ DISCOVERY_HEADERS = {"Cache-Control": "public, max-age=300", "Access-Control-All
 
 
 def discovery_document(
-    issuer: str, issuer_base: str, algorithms: Sequence[str], scopes: Sequence[str]
+    issuer: str, issuer_base: str, algorithms: Sequence[str], scopes: Sequence[str],
+    *, token_endpoint: str | None = None,
 ) -> dict[str, Any]:
-    """The discovery document for ``issuer``, whose endpoints live under ``issuer_base``."""
-    return {
+    """The discovery document for ``issuer``, whose endpoints live under ``issuer_base``;
+    with ``token_endpoint``, also the RFC 8693 exchange it offers (RFC 8414 §2 names)."""
+    document: dict[str, Any] = {
         "issuer": issuer,
         "jwks_uri": f"{issuer_base}{JWKS_PATH}",
         "response_types_supported": ["token"],
@@ -31,3 +33,9 @@ def discovery_document(
         "scopes_supported": list(scopes),
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "jti", "scope", "client_id"],
     }
+    if token_endpoint is not None:
+        document["token_endpoint"] = token_endpoint
+        document["grant_types_supported"] = ["urn:ietf:params:oauth:grant-type:token-exchange"]
+        document["token_endpoint_auth_methods_supported"] = ["client_secret_basic"]
+        document["claims_supported"].append("act")
+    return document
