@@ -41,7 +41,8 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .core import errors
 from .core.errors import ConfigurationError
@@ -109,18 +110,28 @@ class _Families:
             return self.reasons.get(code, self.other)
 
 
-_by_registry: weakref.WeakKeyDictionary[Any, _Families] = weakref.WeakKeyDictionary()
+_by_registry: weakref.WeakKeyDictionary[Any, dict[Callable[[Any], Any], Any]] = weakref.WeakKeyDictionary()
 _by_registry_lock = threading.Lock()
+_F = TypeVar("_F")
+
+
+def families_for(registry: CollectorRegistry, build: Callable[[CollectorRegistry], _F]) -> _F:
+    """The metric families ``build(registry)`` registers, built once per registry.
+
+    prometheus_client's registries are process-wide by design (the default one is a module
+    global there): a family can be registered once per registry, so each kind of family set
+    (the services' here, the gateway's in :mod:`token_middleware.gateway.metrics`) is shared.
+    """
+    with _by_registry_lock:
+        kinds = _by_registry.setdefault(registry, {})
+        found = kinds.get(build)
+        if found is None:
+            found = kinds[build] = build(registry)
+        return cast("_F", found)
 
 
 def _families(registry: CollectorRegistry) -> _Families:
-    # prometheus_client's registries are process-wide by design (the default one is a module
-    # global there): a family can be registered once per registry, so it is shared here too.
-    with _by_registry_lock:
-        found = _by_registry.get(registry)
-        if found is None:
-            found = _by_registry[registry] = _Families(registry)
-        return found
+    return families_for(registry, _Families)
 
 
 class PrometheusMetrics:

@@ -27,12 +27,10 @@ created at zero, so ``rate()`` has a series from the start. Without prometheus_c
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigurationError
-from ..metrics import INSTALL_HINT, available
+from ..metrics import INSTALL_HINT, available, families_for
 
 try:
     import prometheus_client
@@ -70,18 +68,6 @@ class _Families:
         self.logins: dict[str, Any] = {r: logins.labels(r) for r in LOGIN_RESULTS}
 
 
-_by_registry: weakref.WeakKeyDictionary[Any, _Families] = weakref.WeakKeyDictionary()
-_by_registry_lock = threading.Lock()
-
-
-def _families(registry: CollectorRegistry) -> _Families:
-    with _by_registry_lock:
-        found = _by_registry.get(registry)
-        if found is None:
-            found = _by_registry[registry] = _Families(registry)
-        return found
-
-
 class GatewayMetrics:
     """The gateway's counters (see the module docstring); ``registry`` defaults to the default one."""
 
@@ -94,7 +80,7 @@ class GatewayMetrics:
         #: True when counting into prometheus_client's default registry (``/metrics`` then
         #: honours ``PROMETHEUS_MULTIPROC_DIR``: :func:`token_middleware.metrics.exposition`).
         self.default_registry = self.registry is prometheus_client.REGISTRY
-        self._f = _families(self.registry)
+        self._f = families_for(self.registry, _Families)
 
     def minted(self) -> None:
         """One access token was signed for forwarding."""
