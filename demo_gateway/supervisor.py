@@ -87,6 +87,9 @@ EDGES = ("auto", "nginx", "python")
 #: ``exchange``: per-hop tokens (RFC 8693, the default); ``forward``: one token for the chain.
 TOKEN_MODES = ("exchange", "forward")
 #: The orders service's client id at the gateway's token endpoint, and what it may exchange for.
+#: Shown on the gateway's /login page: the demo's users (see demo_gateway/__init__.py).
+LOGIN_NOTE = ("Demo users: alice / alice-password (orders:read customers:read), "
+              "bob / bob-password (orders:read orders:write customers:read)")
 ORDERS_CLIENT_ID = "orders-service"
 ORDERS_MAY_EXCHANGE_FOR = {CUSTOMERS_AUDIENCE: ["customers:read"]}
 
@@ -208,6 +211,7 @@ class DemoConfig:
             "GATEWAY_ISSUER": self.gateway_url,
             "GATEWAY_ROUTES": f"/orders={self.orders_url},/customers={self.customers_url}",
             "GATEWAY_AUDIENCES": f"/orders={orders_audiences},/customers={CUSTOMERS_AUDIENCE}",
+            "GATEWAY_LOGIN_NOTE": LOGIN_NOTE,
         }
         if self.exchanging and self.clients_file is not None:
             env["GATEWAY_CLIENTS_FILE"] = str(self.clients_file)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import requests
+from _e2e_support import Front
 
 from demo_gateway.supervisor import DemoStack
 from token_middleware.core.issuer import SigningKey, TokenIssuer
@@ -225,3 +226,21 @@ def test_nginx_keeps_the_auth_endpoint_internal(nginx: str, http: requests.Sessi
 
     assert r.status_code == 404
     assert "X-Access-Token" not in r.headers
+
+
+def test_the_login_page_names_the_demo_users_and_they_sign_in(front: Front, http: requests.Session) -> None:
+    """/login tells a visitor which demo users exist; every pair it names really signs in."""
+    import html
+    import re
+
+    from demo_gateway.supervisor import LOGIN_NOTE
+
+    page = http.get(f"{front.url}/login", timeout=10)
+    assert page.status_code == 200
+    assert f'<p class="note" id="login-note">{html.escape(LOGIN_NOTE)}</p>' in page.text
+    pairs = re.findall(r"(\w+) / (\S+) \(([^)]*)\)", LOGIN_NOTE)
+    assert [name for name, _, _ in pairs] == ["alice", "bob"]
+    for name, password, scopes in pairs:
+        answer = http.get(f"{front.url}/orders/whoami", auth=(name, password), timeout=10)
+        assert answer.status_code == 200, (name, answer.text)
+        assert set(answer.json()["scopes"]) == set(scopes.split()), name

@@ -276,3 +276,15 @@ def test_minter_cache_is_bounded(tmp_path: Path) -> None:
     for i in range(10):
         minter.token_for(User(f"user{i}", ()), ROUTE_A)
     assert len(minter._cache) == 3
+
+
+def test_the_login_note_is_plain_text_on_the_login_page(users_file: Path, tmp_path: Path) -> None:
+    from token_middleware.gateway import pages
+
+    config = GatewayConfig.from_env({"HOME": str(tmp_path), "GATEWAY_LOGIN_NOTE": " <b>try</b> alice "},
+                                    default_users_file=users_file)
+    assert config.login_note == "<b>try</b> alice"
+    page = pages.login_page("csrf", note=config.login_note)
+    assert '<p class="note" id="login-note">&lt;b&gt;try&lt;/b&gt; alice</p>' in page
+    assert 'id="login-note"' not in pages.login_page("csrf")
+    assert GatewayConfig.from_env({"HOME": str(tmp_path)}, default_users_file=users_file).login_note == ""

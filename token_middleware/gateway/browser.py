@@ -10,6 +10,7 @@ is served with a strict Content-Security-Policy and ``Cache-Control: no-store``.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
@@ -83,20 +84,23 @@ class BrowserPages:
             self._set_cookie(response, self.csrf_cookie, new_nonce, self.config.session_ttl)
         return response
 
+    def _login_page(self, csrf_token: str, **kwargs: Any) -> str:
+        return pages.login_page(csrf_token, note=self.config.login_note, **kwargs)
+
     def login(self, request: Request) -> Response:
         """``GET``: the form. ``POST``: check CSRF, the limiter and the password; set the cookie."""
         if request.method != "POST":
             if self.sessions.decode(self.auth.cookies(request.environ).get(self.session_cookie)) is not None:
                 return _redirect("/app")
             token, new_nonce = self._csrf(request)
-            return self._html(pages.login_page(token), new_nonce=new_nonce)
+            return self._html(self._login_page(token), new_nonce=new_nonce)
 
         form = request.form
         nonce = self.auth.cookies(request.environ).get(self.csrf_cookie)
         if not self.sessions.csrf_valid(nonce, form.get("csrf_token")):
             token, new_nonce = self._csrf(request)
             return self._html(
-                pages.login_page(token, error="The form expired. Please sign in again."),
+                self._login_page(token, error="The form expired. Please sign in again."),
                 status=403,
                 new_nonce=new_nonce,
             )
@@ -106,7 +110,7 @@ class BrowserPages:
         token, _ = self._csrf(request)
         if client_name and not _CLIENT_NAME.match(client_name):
             return self._html(
-                pages.login_page(
+                self._login_page(
                     token, error="Client name: 1-64 letters, digits, '.', '_' or '-'.", username=username
                 ),
                 status=400,
@@ -115,7 +119,7 @@ class BrowserPages:
             if self.metrics is not None:
                 self.metrics.login("failed")
             return self._html(
-                pages.login_page(token, error="Wrong username or password.", username=""), status=400
+                self._login_page(token, error="Wrong username or password.", username=""), status=400
             )
         address = client_address(request.environ, self.config.trusted_proxies)
         user = self.auth.check_password(username, password, address)
@@ -131,7 +135,7 @@ class BrowserPages:
                 response.headers["Retry-After"] = wait
                 return response
             return self._html(
-                pages.login_page(token, error="Wrong username or password.", username=username)
+                self._login_page(token, error="Wrong username or password.", username=username)
             )
         if self.metrics is not None:
             self.metrics.login("ok")

@@ -17,6 +17,7 @@ fix, so a gateway with a typo in its routes refuses to start instead of failing 
 ``GATEWAY_MAX_BODY_BYTES``  largest request body forwarded (413 beyond), default 1048576
 ``GATEWAY_BODY_TIMEOUT``    seconds a request body may take to arrive (408 after), default 30
 ``GATEWAY_CLIENTS_FILE``    JSON clients of ``POST /oauth2/token`` (token exchange); unset: none
+``GATEWAY_LOGIN_NOTE``      a line of text shown on ``/login`` (the demo lists its users); unset: none
 =========================== ================================================================
 
 Example::
@@ -105,6 +106,8 @@ class GatewayConfig:
     #: ``GATEWAY_CLIENTS_FILE``: the token endpoint's clients (:mod:`.issuing.exchange`); ``None``:
     #: no token endpoint.
     clients_file: Path | None = None
+    #: ``GATEWAY_LOGIN_NOTE``: plain text shown above the login form (escaped; at most 500 chars).
+    login_note: str = ""
 
     def __post_init__(self) -> None:
         _check_issuer(self.issuer)
@@ -211,6 +214,7 @@ class GatewayConfig:
             body_timeout=_float(environ, "GATEWAY_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT),
             clients_file=_clients_file(environ),
             redis_url=environ.get("GATEWAY_REDIS_URL", "").strip() or None,
+            login_note=environ.get("GATEWAY_LOGIN_NOTE", "").strip()[:500],
         )
 
 

@@ -45,9 +45,11 @@ def _layout(title: str, body: str) -> str:
     )
 
 
-def login_page(csrf_token: str, *, error: str | None = None, username: str = "") -> str:
-    """The login form; ``error`` is shown above it."""
+def login_page(csrf_token: str, *, error: str | None = None, username: str = "", note: str = "") -> str:
+    """The login form; ``error`` is shown above it, and the operator's ``note`` (escaped) above that."""
     message = f'<p class="error" id="login-error">{escape(error)}</p>' if error else ""
+    if note:
+        message = f'<p class="note" id="login-note">{escape(note)}</p>\n' + message
     return _layout(
         "Sign in - gateway",
         f"""<h1>Sign in</h1>
