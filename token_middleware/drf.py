@@ -135,6 +135,16 @@ class BearerTokenAuthentication(BaseAuthentication):
         return challenge or f'Bearer realm="{realm}"'
 
 
+def _deny(permission: Any, sender: type, request: Request, token: AccessToken, error: BearerError) -> bool:
+    """``False`` for DRF's 403, with the RFC 6750 body as ``message`` and ``code``; the error is kept
+    on the request for the exception handler's challenge, and reported (audit, observers)."""
+    permission.message = error.to_dict()
+    permission.code = error.error
+    setattr(request, _DENIED_ATTR, error)
+    refused(sender, get_runtime().validator, request._request, error, adapter="drf", token=token)
+    return False
+
+
 class HasScopes(BasePermission):
     """Allow requests whose ``request.auth`` token satisfies ``view.required_scopes``.
 
@@ -167,12 +177,7 @@ class HasScopes(BasePermission):
         wanted = self.required(view)
         if satisfies(token, wanted):
             return True
-        error = InsufficientScope.for_requirement(wanted)
-        self.message = error.to_dict()
-        self.code = error.error
-        setattr(request, _DENIED_ATTR, error)
-        refused(HasScopes, get_runtime().validator, request._request, error, adapter="drf", token=token)
-        return False
+        return _deny(self, HasScopes, request, token, InsufficientScope.for_requirement(wanted))
 
 
 class HasAnyScope(HasScopes):
@@ -235,12 +240,7 @@ class HasActor(BasePermission):
         allowed = self.required(view)
         if token.actor in allowed:
             return True
-        error = ActorRequired(allowed)
-        self.message = error.to_dict()
-        self.code = error.error
-        setattr(request, _DENIED_ATTR, error)
-        refused(HasActor, get_runtime().validator, request._request, error, adapter="drf", token=token)
-        return False
+        return _deny(self, HasActor, request, token, ActorRequired(allowed))
 
 
 def require_actor(*actors: str) -> type[HasActor]:
