@@ -7,6 +7,10 @@ One exchange is made before timing; the rounds alternate A and B, each call in t
 its own validated request. Targets: B ≥ 0.90× A in calls per second, and exactly 1 exchange in
 all. Beside them, the header decision alone (``authorization_for``) in both modes.
 
+Then the same comparison at the HTTP level (:mod:`benchmarks.exchange_http`): ``GET /orders/chain``
+driven by wrk at two whole demo stacks (gateway, orders, customers under gunicorn), forwarding
+and exchange mode, in alternating rounds; skipped (one row says why) when wrk is missing.
+
 Run: ``python -m benchmarks --only exchange`` (or ``python -m benchmarks.exchange``).
 """
 
@@ -31,7 +35,9 @@ from token_middleware.core.token_endpoint import ACCESS_TOKEN_TYPE
 from token_middleware.core.validator import TokenValidator
 from token_middleware.requests_auth import propagating_session
 
+from . import exchange_http
 from ._common import AUDIENCE, Fixture, Options, Row, interleave, median_ratio, ratio_text, temp_dir, us_text
+from ._http import Skip
 
 NAME = "exchange"
 TARGET = 0.90
@@ -133,7 +139,7 @@ def run(options: Options) -> list[Row]:
     exchange_us = statistics.median(samples["exchange"])
     decide_fw = statistics.median(samples["decide forwarding"])
     decide_ex = statistics.median(samples["decide exchange"])
-    return [
+    rows = [
         Row("g", "exchange mode / forwarding mode, requests call in process", ratio_text(throughput),
             target=f"≥ {TARGET:.2f}×", met=throughput >= TARGET,
             note=f"calls/s; {rounds} rounds; {us_text(exchange_us)} vs {us_text(forward_us)} per call",
@@ -143,6 +149,11 @@ def run(options: Options) -> list[Row]:
         Row("g", "  authorization_for, forwarding", us_text(decide_fw), data={"us": decide_fw}),
         Row("g", "  authorization_for, exchange cache hit", us_text(decide_ex), data={"us": decide_ex}),
     ]
+    try:
+        rows += exchange_http.run(options)
+    except Skip as exc:
+        rows.append(Row("g", "/orders/chain over HTTP: skipped", "skipped", note=str(exc)))
+    return rows
 
 
 if __name__ == "__main__":
