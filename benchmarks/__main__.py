@@ -1,7 +1,7 @@
 """``python -m benchmarks``: run the figures and print one table of ratios, targets and verdicts.
 
 Options: ``--quick`` (short rounds, for a smoke run), ``--only NAME[,NAME]`` (``cold``, ``cache``,
-``http``, ``gateway``, ``jwks``, ``metrics``, ``exchange``; ``micro`` = ``cold,cache``; ``server`` = ``http,gateway``),
+``http``, ``gateway``, ``jwks``, ``metrics``, ``exchange``, ``django``, ``peers``; ``micro`` = ``cold,cache``; ``server`` = ``http,gateway``),
 ``--rounds N``, ``--duration S`` (seconds per HTTP round / JWKS phase), ``--profile`` (cProfile
 the cold path even when its target is met), ``--markdown`` (the table as Markdown, for
 docs/benchmarks.md) and ``--json PATH`` (every row with its raw numbers).
@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from . import cache, cold, exchange, gateway, http, jwks, metrics
+from . import cache, cold, django_http, exchange, gateway, http, jwks, metrics, peers
 from ._common import Options, Row, load_average, machine
 from ._http import Skip
 
@@ -31,6 +31,8 @@ FIGURES: dict[str, tuple[str, Callable[[Options, argparse.Namespace], list[Row]]
     "jwks": ("e", lambda o, a: jwks.run(o)),
     "metrics": ("f", lambda o, a: metrics.run(o)),
     "exchange": ("g", lambda o, a: exchange.run(o)),
+    "django": ("i", lambda o, a: django_http.run(o)),
+    "peers": ("h", lambda o, a: peers.run(o)),
 }
 GROUPS = {"micro": ("cold", "cache"), "server": ("http", "gateway"), "all": tuple(FIGURES)}
 

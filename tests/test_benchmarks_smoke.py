@@ -67,7 +67,7 @@ def test_token_never_printed(tmp_path: Path) -> None:
     [
         pytest.param(["micro"], ["cold", "cache"], id="group"),
         pytest.param(["jwks,cold", "cold"], ["jwks", "cold"], id="comma-and-repeat"),
-        pytest.param([], ["cold", "cache", "http", "gateway", "jwks", "metrics", "exchange"], id="default-all"),
+        pytest.param([], ["cold", "cache", "http", "gateway", "jwks", "metrics", "exchange", "peers", "django"], id="default-all"),
     ],
 )
 def test_selection(only: list[str], expected: list[str]) -> None:
