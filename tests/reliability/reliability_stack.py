@@ -34,6 +34,9 @@ from werkzeug.security import generate_password_hash
 from demo_gateway.supervisor import (
     CUSTOMERS_AUDIENCE,
     ORDERS_AUDIENCE,
+    ORDERS_CLIENT_ID,
+    TOKEN_MODES,
+    DemoConfig,
     ManagedProcess,
     base_env,
     free_port,
@@ -292,16 +295,28 @@ def start_stack(
     log_dir: Path,
     extra_routes: Mapping[str, tuple[str, str]] | None = None,
     orders_env: Mapping[str, str] | None = None,
+    gateway_env: Mapping[str, str] | None = None,
+    token_mode: str = "forward",
+    gateway_model: WorkerModel | None = None,
     log_config: Path | None = None,
     debug: bool = False,
     ready_timeout: float = 60.0,
 ) -> Stack:
     """Start the four services with ``model`` workers on free loopback ports and wait for them.
 
-    ``extra_routes`` adds gateway routes ``prefix -> (upstream URL, audiences)``. ``log_config``
-    is passed to every gunicorn as ``--log-config-json`` (with ``--log-level debug`` when
-    ``debug``).
+    ``extra_routes`` adds gateway routes ``prefix -> (upstream URL, audiences)``. ``orders_env``
+    and ``gateway_env`` are added last to those services' environments. ``log_config`` is passed
+    to every gunicorn as ``--log-config-json`` (with ``--log-level debug`` when ``debug``).
+    ``gateway_model``: how the gateway runs (default: ``model``).
+
+    ``token_mode`` (:data:`~demo_gateway.supervisor.TOKEN_MODES`): ``forward``, one token naming
+    orders and customers, forwarded as it is; ``exchange``, one audience per route, and orders
+    exchanges its token at the gateway's ``POST /oauth2/token`` for ``customers-service`` alone,
+    as the demo does (clients file and secret from ``DemoConfig.prepare_exchange``, in ``log_dir``).
     """
+    if token_mode not in TOKEN_MODES:
+        raise ValueError(f"unknown token mode {token_mode!r}; choose one of {', '.join(TOKEN_MODES)}")
+    exchanging = token_mode == "exchange"
     ports: set[int] = set()
     while len(ports) < 4:
         ports.add(free_port(HOST))
@@ -313,13 +328,14 @@ def start_stack(
         stream_url=f"http://{HOST}:{stream}",
         log_dir=log_dir,
     )
+    orders_audiences = ORDERS_AUDIENCE if exchanging else f"{ORDERS_AUDIENCE} {CUSTOMERS_AUDIENCE}"
     routes = {
-        "/orders": (stack.orders_url, f"{ORDERS_AUDIENCE} {CUSTOMERS_AUDIENCE}"),
+        "/orders": (stack.orders_url, orders_audiences),
         "/customers": (stack.customers_url, CUSTOMERS_AUDIENCE),
         "/stream": (stack.stream_url, STREAM_AUDIENCE),
         **(extra_routes or {}),
     }
-    gateway_env = {
+    gateway_settings = {
         "GATEWAY_ISSUER": stack.gateway_url,
         "GATEWAY_ROUTES": ",".join(f"{p}={u}" for p, (u, _) in routes.items()),
         "GATEWAY_AUDIENCES": ",".join(f"{p}={a}" for p, (_, a) in routes.items()),
@@ -335,10 +351,21 @@ def start_stack(
         **service_env(ORDERS_AUDIENCE),
         "TOKEN_MIDDLEWARE_FORWARD_TO": f"{HOST}:{customers}",
         "CUSTOMERS_URL": stack.customers_url,
-        **(orders_env or {}),
     }
+    if exchanging:
+        demo = DemoConfig(token_mode=token_mode)
+        demo.prepare_exchange(log_dir)  # a fresh secret; clients.json (0600) holds only its hash
+        assert demo.clients_file is not None and demo.orders_secret is not None
+        gateway_settings["GATEWAY_CLIENTS_FILE"] = str(demo.clients_file)
+        orders_service_env |= {
+            "TOKEN_MIDDLEWARE_FORWARD_TO": f"{HOST}:{customers}={CUSTOMERS_AUDIENCE}",
+            "TOKEN_MIDDLEWARE_CLIENT_ID": ORDERS_CLIENT_ID,
+            "TOKEN_MIDDLEWARE_CLIENT_SECRET": demo.orders_secret,
+        }
+    gateway_settings |= gateway_env or {}
+    orders_service_env |= orders_env or {}
     plan = [
-        ("gateway", "demo_gateway.wsgi:app", gw, gateway_env, "/.well-known/jwks.json", ()),
+        ("gateway", "demo_gateway.wsgi:app", gw, gateway_settings, "/.well-known/jwks.json", ()),
         ("customers", "demo_django.wsgi:application", customers, service_env(CUSTOMERS_AUDIENCE),
          "/customers/whoami", ()),
         ("orders", "demo_flask.wsgi:app", orders, orders_service_env, "/orders/whoami", ()),
@@ -348,8 +375,8 @@ def start_stack(
     try:
         for name, target, port, env, path, extra in plan:
             process = start_service(
-                name, target, port, env, model=model, log_dir=log_dir, log_config=log_config,
-                debug=debug, options=extra,
+                name, target, port, env, model=(gateway_model or model) if name == "gateway" else model,
+                log_dir=log_dir, log_config=log_config, debug=debug, options=extra,
             )
             stack.processes.append(process)
             if name == "gateway":
