@@ -31,8 +31,8 @@ FIGURES: dict[str, tuple[str, Callable[[Options, argparse.Namespace], list[Row]]
     "jwks": ("e", lambda o, a: jwks.run(o)),
     "metrics": ("f", lambda o, a: metrics.run(o)),
     "exchange": ("g", lambda o, a: exchange.run(o)),
-    "django": ("i", lambda o, a: django_http.run(o)),
     "peers": ("h", lambda o, a: peers.run(o)),
+    "django": ("i", lambda o, a: django_http.run(o)),
 }
 GROUPS = {"micro": ("cold", "cache"), "server": ("http", "gateway"), "all": tuple(FIGURES)}
 
