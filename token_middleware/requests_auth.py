@@ -35,6 +35,13 @@ the default ports); the session from :func:`propagating_session` also removes th
 from any redirect hop whose destination is not in the allowlist or would go through a proxy in
 clear.
 
+Dropped connections: the session from :func:`propagating_session` retries an idempotent
+request (``GET``, ``HEAD``, ``PUT``, ``DELETE``, ``OPTIONS``, ``TRACE``; RFC 9110, 9.2.2) once, at
+once, when its connection was closed under it before an answer came: a pooled keep-alive
+connection that the service (gunicorn's ``keepalive``, 2 s by default) closed as the request went
+out. A ``POST``, a connect error and a read timeout are never retried, so a slow service is not
+asked twice and ``timeout=`` still bounds the wait. ``retries=0`` turns this off.
+
 Trusted: the allowlist (from the deployer) and the current token (validated). The destination
 URL is not trusted. Nothing is logged but the decision and the hosts.
 """
@@ -42,13 +49,17 @@ URL is not trusted. Nothing is logged but the decision and the hosts.
 from __future__ import annotations
 
 import weakref
+from types import TracebackType
 from collections.abc import Mapping
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from requests.models import PreparedRequest, Response
 from requests.utils import get_environ_proxies, resolve_proxies, select_proxy
+from urllib3.exceptions import ReadTimeoutError
+from urllib3.util.retry import Retry
 
 from .core.forwarding import (
     AllowlistSource,
@@ -64,6 +75,7 @@ from .core.forwarding import (
 __all__ = [
     "PropagateTokenAuth",
     "PropagatingSession",
+    "RetryDroppedConnection",
     "environment_proxy",
     "propagating_session",
     "session_proxy",
@@ -134,8 +146,44 @@ class PropagateTokenAuth(AuthBase):
         return f"PropagateTokenAuth(forward_to={self.source.describe()})"
 
 
+class RetryDroppedConnection(Retry):
+    """urllib3 retries that never retry a read timeout.
+
+    urllib3 counts a timed-out read as a read error and retries it; this raises it at once (as
+    ``requests.ReadTimeout``), so ``timeout=`` stays the bound on a call to a slow service. A
+    dropped connection (urllib3's ``ProtocolError``) is retried as usual, for urllib3's
+    idempotent methods only.
+    """
+
+    def increment(  # type: ignore[override]
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Retry:
+        if isinstance(error, ReadTimeoutError):
+            raise error.with_traceback(_stacktrace)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+def dropped_connection_retries(retries: int) -> RetryDroppedConnection:
+    """``retries`` immediate retries of an idempotent request whose connection was dropped."""
+    return RetryDroppedConnection(
+        total=retries, connect=0, read=retries, redirect=0, status=0, other=0,
+        backoff_factor=0, raise_on_status=False, respect_retry_after_header=False,
+    )
+
+
 class PropagatingSession(requests.Session):
     """A ``requests.Session`` whose auth is :class:`PropagateTokenAuth`.
+
+    ``retries``: how many times an idempotent request whose connection was dropped before an
+    answer is sent again (an int, or a urllib3 ``Retry`` used as given; ``0``: never). Both
+    ``http://`` and ``https://`` get a ``requests.adapters.HTTPAdapter`` with it; mounting an
+    adapter of your own replaces it.
 
     Right before each request leaves (``send``, redirect hops included), the current token is
     removed if the destination may not carry it with the proxies requests resolved for that
@@ -143,8 +191,13 @@ class PropagatingSession(requests.Session):
     destination is not in the allowlist.
     """
 
-    def __init__(self, forward_to: ForwardTo | AllowlistSource = None) -> None:
+    def __init__(
+        self, forward_to: ForwardTo | AllowlistSource = None, *, retries: int | Retry = 1
+    ) -> None:
         super().__init__()
+        max_retries = dropped_connection_retries(retries) if isinstance(retries, int) else retries
+        for prefix in ("https://", "http://"):
+            self.mount(prefix, HTTPAdapter(max_retries=max_retries))
         self.propagation = PropagateTokenAuth(forward_to, session=self)
         self.auth = self.propagation
 
@@ -185,7 +238,9 @@ def strip_before_send(
     strip_disallowed_hop(request, allowlist, lambda url: session_proxy(session, request, proxies))
 
 
-def propagating_session(forward_to: ForwardTo | AllowlistSource = None) -> requests.Session:
+def propagating_session(
+    forward_to: ForwardTo | AllowlistSource = None, *, retries: int | Retry = 1
+) -> requests.Session:
     """A new session that carries the current token to ``forward_to`` hosts on every call.
 
     ``forward_to=None``: the ``FORWARD_TO`` of the settings that validated the current token,
@@ -193,5 +248,7 @@ def propagating_session(forward_to: ForwardTo | AllowlistSource = None) -> reque
     ``Authorization`` header, or ``auth=`` on a call, takes precedence. Since the session has
     an auth of its own, ``~/.netrc`` credentials are not looked up for its calls. Share one
     session between threads and requests: the token is read per call, never stored.
+    ``retries``: an idempotent request whose pooled connection the service closed under it is
+    sent once more on a new one (``0``: never; see :class:`PropagatingSession`).
     """
-    return PropagatingSession(forward_to)
+    return PropagatingSession(forward_to, retries=retries)
