@@ -346,10 +346,32 @@ def test_cache_is_a_bounded_lru(kit: Kit, make_validator: Callable[..., TokenVal
     t1, t2, t3 = (kit.token(payload=kit.claims(jti=f"j{i}")) for i in range(3))
     a1, a2 = v.validate(t1), v.validate(t2)
     assert v.validate(t1) is a1  # t1 is now the most recent
-    a3 = v.validate(t3)  # evicts t2, the least recently used
+    a3 = v.validate(t3)  # the cache is full: t3's first verification only notes it
+    assert v.validate(t2) is a2 and v.validate(t1) is a1  # nothing was evicted; t1 most recent
+    b3 = v.validate(t3)  # its second verification admits it, evicting t2, the least recent
+    assert b3 is not a3
+    assert v.validate(t3) is b3
     assert v.validate(t1) is a1
-    assert v.validate(t3) is a3
     assert v.validate(t2) is not a2
+
+
+def test_one_off_tokens_do_not_push_out_the_cached_ones(kit: Kit,
+                                                        make_validator: Callable[..., TokenValidator]) -> None:
+    v = make_validator(cache_size=2)
+    t1, t2 = (kit.token(payload=kit.claims(jti=f"kept{i}")) for i in range(2))
+    a1, a2 = v.validate(t1), v.validate(t2)
+    one_offs = [kit.token(payload=kit.claims(jti=f"once{i}")) for i in range(7)]
+    for raw in one_offs:
+        v.validate(raw)
+    assert v.validate(t1) is a1 and v.validate(t2) is a2
+    # The doorkeeper holds at most cache_size sightings: the first one-offs were forgotten, so a
+    # second sighting of one is again a first one and the cache keeps t1 and t2.
+    v.validate(one_offs[0])
+    assert v.validate(t1) is a1 and v.validate(t2) is a2
+    # Seen twice in a row, it goes in, pushing out the least recent (t1).
+    again = v.validate(one_offs[0])
+    assert v.validate(one_offs[0]) is again and v.validate(t2) is a2
+    assert v.validate(t1) is not a1
 
 
 def test_non_canonical_variant_of_a_cached_token_is_refused(kit: Kit,

@@ -33,7 +33,8 @@ Extension points (:mod:`token_middleware.core.hooks`, the deployer's own code): 
 are appended to ``claim_steps`` (``claim check: <qualname>``); ``is_revoked`` is asked on every
 acceptance, verified-cache hits included. Both can only refuse.
 
-A verified token is cached (bounded LRU) by its exact string, until its ``exp`` and only while
+A verified token is cached (bounded, least recently verified out first; once the cache is full, a
+token goes in on its second verification) by its exact string, until its ``exp`` and only while
 the key that verified it is still in the key set. The strict base64url decoder rejects
 non-canonical encodings, but ECDSA signatures are malleable: for ES256, (r, s) and (r, n - s)
 are both valid, so one token has two spellings that verify. Never key anything
@@ -203,6 +204,7 @@ class TokenValidator:
         self._scope_claims = settings.scope_claims
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._seen: set[int] = set()  # the cache's doorkeeper (see _admit)
         # Header segments that already passed check_header(): most tokens of one issuer share
         # the same header, so it is decoded and checked once. Bounded; cleared when full.
         self._headers: dict[str, dict[str, Any]] = {}
@@ -257,11 +259,14 @@ class TokenValidator:
             return None
         if authorization is not None and authorization[:7] == "Bearer " and not self.settings.allow_query_token:
             # A string that is in the verified cache is a well-formed b64token.
-            entry = self._cache.get(authorization[7:])
-            if entry is not None and self._fresh(entry, self._clock()):
-                if self.watch is not None:
-                    self.watch.accepted_from_cache(entry.token)
-                return entry.token
+            raw = authorization[7:]
+            entry = self._cache.get(raw)
+            if entry is not None:
+                if self._fresh(entry, self._clock()):
+                    if self.watch is not None:
+                        self.watch.accepted_from_cache(entry.token)
+                    return entry.token
+                self._evict(raw)
         return None
 
     def authenticate(self, authorization: str | None, query_string: str | None = None) -> AccessToken | None:
@@ -270,7 +275,14 @@ class TokenValidator:
         if token is not None:
             return token
         raw = extract_token(authorization, query_string, allow_query=self.settings.allow_query_token)
-        return None if raw is None else self.validate(raw)
+        if raw is None:
+            return None
+        if (self._is_revoked is None and not self.settings.allow_query_token and authorization is not None
+                and authorization[:7] == "Bearer " and len(raw) == len(authorization) - 7):
+            # cached() has just looked this very string up (and dropped it if stale): one
+            # lookup per request, not two.
+            return self._validate_with(self._miss, raw)
+        return self.validate(raw)
 
     def validate(self, raw: str | bytes) -> AccessToken:
         """Validate ``raw`` and return the :class:`AccessToken`.
@@ -280,9 +292,12 @@ class TokenValidator:
         its subclass ``RevocationUnavailable`` when the ``is_revoked`` hook fails). With
         observers, the verdict is timed, traced and told to them (:mod:`.observe`).
         """
+        return self._validate_with(self._validate, raw)
+
+    def _validate_with(self, validate: Callable[[str | bytes], AccessToken], raw: str | bytes) -> AccessToken:
         if self.watch is None:
-            return self._validate(raw)
-        return self.watch.validate(self._validate, raw)
+            return validate(raw)
+        return self.watch.validate(validate, raw)
 
     def _validate(self, raw: str | bytes) -> AccessToken:
         if isinstance(raw, bytes):
@@ -294,13 +309,9 @@ class TokenValidator:
                 raise MalformedToken() from None
         elif not isinstance(raw, str):
             raise MalformedToken()
-        if len(raw) > self.settings.max_token_bytes:
-            raise TokenTooLarge()
-
-        now = self._clock()
-        entry = self._cache.get(raw) if self.cache_size else None
+        entry = self._cache.get(raw) if self.cache_size and len(raw) <= self.settings.max_token_bytes else None
         if entry is not None:
-            if self._fresh(entry, now):
+            if self._fresh(entry, self._clock()):
                 with self._cache_lock:
                     if raw in self._cache:
                         self._cache.move_to_end(raw)
@@ -308,7 +319,14 @@ class TokenValidator:
                     self._hooks.check_revoked(entry.token)
                 return entry.token
             self._evict(raw)
+        return self._miss(raw)
 
+    def _miss(self, raw: str | bytes) -> AccessToken:
+        """Validate a token string that is not (or no longer) fresh in the verified cache."""
+        assert isinstance(raw, str)
+        if len(raw) > self.settings.max_token_bytes:
+            raise TokenTooLarge()
+        now = self._clock()
         if self.introspector is not None and not is_compact_jws(raw):
             return self._introspect(raw, now)
 
@@ -550,12 +568,31 @@ class TokenValidator:
         exp = claims.get("exp")
         if exp is None:
             return  # never cache a token that does not expire
-        entry = _Entry(token, key, float(exp) + self.settings.leeway)
+        self._admit(raw, _Entry(token, key, float(exp) + self.settings.leeway))
+
+    def _admit(self, raw: str, entry: _Entry) -> None:
+        # While the cache has room, every verified token goes in. Once it is full, a token goes
+        # in only the second time it is verified (a "doorkeeper", as in TinyLFU): a stream of
+        # one-off tokens then costs no insert and no eviction, and cannot push out the tokens
+        # that come back. The doorkeeper holds only hash(raw) (ints, cleared when it reaches
+        # cache_size): a collision can only admit a token early, it never accepts one.
+        # Measured (`python -m benchmarks --only cache`, row "one-off tokens, cache full"):
+        # see docs/benchmarks.md.
         with self._cache_lock:
-            self._cache[raw] = entry
-            self._cache.move_to_end(raw)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            cache = self._cache
+            if len(cache) >= self.cache_size and raw not in cache:
+                seen = self._seen
+                digest = hash(raw)
+                if digest not in seen:
+                    if len(seen) >= self.cache_size:
+                        seen.clear()
+                    seen.add(digest)
+                    return
+                seen.discard(digest)
+            cache[raw] = entry
+            cache.move_to_end(raw)
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
 
     def _fresh(self, entry: _Entry, now: float) -> bool:
         # An introspected token has no key: its entry expires by time alone.
@@ -580,12 +617,7 @@ class TokenValidator:
         assert self.introspector is not None
         token, until = self.introspector.validate(raw, now)
         if self.cache_size and until > now:
-            entry = _Entry(token, None, until)
-            with self._cache_lock:
-                self._cache[raw] = entry
-                self._cache.move_to_end(raw)
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+            self._admit(raw, _Entry(token, None, until))
         if self._is_revoked is not None:
             self._hooks.check_revoked(token)
         return token
@@ -597,6 +629,7 @@ class TokenValidator:
     def clear_cache(self) -> None:
         with self._cache_lock:
             self._cache.clear()
+            self._seen.clear()
 
 
 def validator_from(settings: Settings | None = None, validator: TokenValidator | None = None) -> TokenValidator:
