@@ -5,8 +5,9 @@ request. A decorator never reads headers itself. Without a token it raises
 :class:`~token_middleware.core.errors.MissingToken` (401, plain ``Bearer realm="…"`` challenge); with
 a token lacking scopes it raises :class:`~token_middleware.core.errors.InsufficientScope` (403,
 ``scope="…"``); Flask's error handling turns both into RFC 6750 responses. ``OPTIONS`` without
-a token passes, so CORS preflight works. Views may be sync or async (``flask[async]``); they are
-called through ``current_app.ensure_sync``.
+a token passes, so CORS preflight works. Views may be sync or async (``flask[async]``): an async
+view is called through ``current_app.ensure_sync``, a sync one directly (Flask has already
+passed the decorated view through ``ensure_sync``).
 
     @app.get("/orders")
     @require_scopes("orders:read")
@@ -24,15 +25,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from inspect import iscoroutinefunction
 from typing import Any, TypeVar
 
-from flask import current_app, request
-
 from ..core.actors import actor_requirement, check_actor
+from ..core.errors import BearerError
 from ..core.scopes import Requirement, ScopeDecorators, check_requirement
 from ..core.token import AccessToken
-from .config import get_state
-from ..core.errors import BearerError
+from .config import app_object, get_state, request_object
 from .extension import get_current_token
 from .signals import refused
 
@@ -45,17 +45,23 @@ def _guard(required: Requirement) -> Callable[[F], F]:
 
 def _guard_with(check: Callable[[AccessToken | None], object]) -> Callable[[F], F]:
     def decorator(view: F) -> F:
+        # Decided once, as Flask's ensure_sync decides per call: a sync view is called as it is.
+        is_async = iscoroutinefunction(view)
+
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            get_state()  # a programming error (extension not set up) must not become a 401
             token = get_current_token()
-            if not (token is None and request.method == "OPTIONS"):
+            if token is None:
+                get_state()  # a programming error (extension not set up) must not become a 401
+            if not (token is None and request_object().method == "OPTIONS"):
                 try:
                     check(token)
                 except BearerError as err:
                     refused(err, token)
                     raise
-            return current_app.ensure_sync(view)(*args, **kwargs)
+            if is_async:
+                return app_object().ensure_sync(view)(*args, **kwargs)
+            return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 

@@ -37,7 +37,7 @@ from contextvars import Token
 from functools import partial
 from typing import Any, TypeVar, cast
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, has_request_context
 from werkzeug.local import LocalProxy
 
 from ..core.context import Current, bind_token, reset_token
@@ -48,7 +48,7 @@ from ..core.settings import Settings
 from ..core.token import AccessToken
 from ..core.validator import TokenValidator, validator_from
 from ..core.runtime import Runtime
-from .config import AUTH_KEY, EXTENSION_KEY, get_state, settings_from_config
+from .config import AUTH_KEY, EXTENSION_KEY, app_object, g_object, get_state, request_object, settings_from_config
 from .errors import handle_bearer_error
 from .signals import authenticated, refused
 
@@ -143,25 +143,26 @@ class TokenAuth:
 
 
 def _authenticate_request() -> None:
-    state = get_state()
-    # Bind "no token" first: whatever happens next, resetting this handle restores the value
-    # from before the request, and no earlier identity can be seen by this one.
+    state = get_state(app_object())
     validator = state.validator
-    setattr(g, _G_HANDLE, bind_token(None, state.settings, validator.watch))
-    environ = request.environ
+    request_g = g_object()
+    # Bind "no token" first: whatever happens next (hooks of the validator included), resetting
+    # this handle restores the value from before the request, and no earlier identity is seen.
+    setattr(request_g, _G_HANDLE, bind_token(None, state.settings, validator.watch))
+    environ = request_object().environ
     try:
         token = validator.authenticate(environ.get("HTTP_AUTHORIZATION"), environ.get("QUERY_STRING"))
     except BearerError as err:
         refused(err)
         raise
-    setattr(g, _G_TOKEN, token)
+    setattr(request_g, _G_TOKEN, token)
     if token is not None:
         bind_token(token, state.settings, validator.watch)
         authenticated(token)
 
 
 def _reset_context_on_close(response: Response) -> Response:
-    handle: Token[Current] | None = g.pop(_G_HANDLE, None)
+    handle: Token[Current] | None = g_object().pop(_G_HANDLE, None)
     if handle is not None:
         response.call_on_close(partial(reset_token, handle))
     return response
@@ -171,7 +172,7 @@ def get_current_token() -> AccessToken | None:
     """The validated token of the current Flask request, or ``None`` (no token, no request)."""
     if not has_request_context():
         return None
-    token: AccessToken | None = g.get(_G_TOKEN, None)
+    token: AccessToken | None = getattr(g_object(), _G_TOKEN, None)
     return token
 
 

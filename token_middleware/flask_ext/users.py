@@ -31,11 +31,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, g, has_request_context
+from flask import has_request_context
 from werkzeug.local import LocalProxy
 
 from ..core.errors import UnknownUser
-from .config import AUTH_KEY
+from .config import AUTH_KEY, app_object, g_object
 from .extension import TokenAuth, get_current_token
 from .signals import refused
 
@@ -54,10 +54,11 @@ def get_token_user() -> Any:
     """
     if not has_request_context():
         return None
-    user = g.get(_G_USER, _UNSET)
+    request_g = g_object()
+    user = getattr(request_g, _G_USER, _UNSET)
     if user is not _UNSET:
         return user
-    auth = current_app.extensions.get(AUTH_KEY)
+    auth = app_object().extensions.get(AUTH_KEY)
     loader = auth.user_loader_callback if isinstance(auth, TokenAuth) else None
     if loader is None:
         raise RuntimeError(
@@ -73,7 +74,7 @@ def get_token_user() -> Any:
             error = UnknownUser()
             refused(error, token)
             raise error
-    setattr(g, _G_USER, user)
+    setattr(request_g, _G_USER, user)
     return user
 
 
