@@ -60,16 +60,16 @@ def _denial(request: HttpRequest, check: Callable[[AccessToken | None], object])
 
 
 def _guard(required: Requirement) -> Callable[[F], F]:
-    return _guard_with(lambda request: denial(request, required))
+    return _guard_with(functools.partial(check_requirement, required=required))
 
 
-def _guard_with(deny: Callable[[HttpRequest], HttpResponse | None]) -> Callable[[F], F]:
+def _guard_with(check: Callable[[AccessToken | None], object]) -> Callable[[F], F]:
     def decorator(view: F) -> F:
         if iscoroutinefunction(view):
 
             @functools.wraps(view)
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                refused = deny(request)
+                refused = _denial(request, check)
                 if refused is not None:
                     return refused
                 return await view(request, *args, **kwargs)
@@ -78,7 +78,7 @@ def _guard_with(deny: Callable[[HttpRequest], HttpResponse | None]) -> Callable[
 
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            refused = deny(request)
+            refused = _denial(request, check)
             if refused is not None:
                 return refused
             return view(request, *args, **kwargs)
@@ -101,4 +101,4 @@ def require_actor(*actors: str) -> Callable[[F], F]:
     with a token it obtained by exchange. Otherwise 403 ``insufficient_scope``; no token, 401.
     """
     allowed = actor_requirement(actors)
-    return _guard_with(lambda request: _denial(request, lambda token: check_actor(token, allowed)))
+    return _guard_with(functools.partial(check_actor, allowed=allowed))

@@ -56,30 +56,32 @@ REQUEST_USER_ATTR = "_token_middleware_user"
 
 
 def _credentials(request: HttpRequest) -> tuple[str | None, str]:
-    return request.META.get("HTTP_AUTHORIZATION"), request.META.get("QUERY_STRING", "")
+    meta = request.META
+    return meta.get("HTTP_AUTHORIZATION"), meta.get("QUERY_STRING", "")
+
+
+async def _user_after(previous_auser: Callable[[], Awaitable[Any]] | None, user: Any) -> Any:
+    # ``request.auser()``: an earlier authentication's user when it found one, else the token's.
+    if previous_auser is not None:
+        found = await previous_auser()
+        if found.is_authenticated:
+            return found
+    return user
 
 
 def _attach(request: HttpRequest, token: AccessToken | None, user: Any, runtime: Runtime) -> None:
-    setattr(request, REQUEST_RUNTIME_ATTR, runtime)
-    setattr(request, "access_token", token)
+    attrs = request.__dict__  # what an earlier middleware set on this request
+    attrs[REQUEST_RUNTIME_ATTR] = runtime
+    attrs["access_token"] = token
     if token is None:
         return
-    setattr(request, REQUEST_USER_ATTR, user)
-    previous = getattr(request, "user", None)
-    previous_auser: Callable[[], Awaitable[Any]] | None = getattr(request, "auser", None)
+    attrs[REQUEST_USER_ATTR] = user
+    previous = attrs.get("user")
     if previous is None:
-        setattr(request, "user", user)
+        attrs["user"] = user
     else:
-        setattr(request, "user", SimpleLazyObject(lambda: previous if previous.is_authenticated else user))
-
-    async def auser() -> Any:
-        if previous_auser is not None:
-            found = await previous_auser()
-            if found.is_authenticated:
-                return found
-        return user
-
-    setattr(request, "auser", auser)
+        attrs["user"] = SimpleLazyObject(lambda: previous if previous.is_authenticated else user)
+    attrs["auser"] = partial(_user_after, attrs.get("auser"), user)
 
 
 def _on_close(response: HttpResponseBase, callback: Callable[[], None]) -> None:
@@ -108,7 +110,8 @@ class TokenMiddleware:
         runtime = self.runtimes.get()
         token = None
         try:
-            token = runtime.validator.authenticate(*_credentials(request))
+            meta = request.META
+            token = runtime.validator.authenticate(meta.get("HTTP_AUTHORIZATION"), meta.get("QUERY_STRING", ""))
             user = None if token is None else load_user(runtime.user_loader, token)
         except BearerError as err:
             refused(TokenMiddleware, runtime.validator, request, err, token=token)

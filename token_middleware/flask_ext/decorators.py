@@ -40,7 +40,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _guard(required: Requirement) -> Callable[[F], F]:
-    return _guard_with(lambda token: check_requirement(token, required))
+    return _guard_with(functools.partial(check_requirement, required=required))
 
 
 def _guard_with(check: Callable[[AccessToken | None], object]) -> Callable[[F], F]:
@@ -81,4 +81,4 @@ def require_actor(*actors: str) -> Callable[[F], F]:
     with a token it obtained by exchange. Otherwise 403 ``insufficient_scope``; no token, 401.
     """
     allowed = actor_requirement(actors)
-    return _guard_with(lambda token: check_actor(token, allowed))
+    return _guard_with(functools.partial(check_actor, allowed=allowed))
