@@ -124,3 +124,31 @@ def test_any_of_all_of_in_decorators_and_mixin(make_token: Any, path: str, scope
             'error_description="required scopes: customers:read customers:write, or admin", '
             'scope="customers:read customers:write admin"'
         )
+
+
+@pytest.mark.parametrize("earlier", ["none", "anonymous", "authenticated"])
+async def test_auser_prefers_an_earlier_authenticated_user(token_issuer: Any, make_token: Any, earlier: str) -> None:
+    from django.contrib.auth.models import AnonymousUser
+    from django.test import RequestFactory
+
+    from token_middleware.django_ext.apps import runtime_cache
+    from token_middleware.django_ext.middleware import _attach
+    from token_middleware.django_ext.users import TokenUser
+
+    with override_django_settings(token_issuer):
+        runtime = runtime_cache().get()
+        token = runtime.validator.validate(make_token(sub="alice"))
+        request = RequestFactory().get("/token")
+        found: Any = {"anonymous": AnonymousUser(), "authenticated": tm_django_project.SessionLikeUser()}.get(earlier)
+        if found is not None:
+            async def earlier_auser() -> Any:
+                return found
+
+            request.user = found
+            request.auser = earlier_auser  # type: ignore[attr-defined]
+        user = TokenUser(token)
+        _attach(request, token, user, runtime)
+        expected = found if earlier == "authenticated" else user
+        assert await request.auser() is expected  # type: ignore[attr-defined]
+        assert request.user.username == expected.username
+        assert request.access_token is token  # type: ignore[attr-defined]
