@@ -205,6 +205,9 @@ class TokenValidator:
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._seen: set[int] = set()  # the cache's doorkeeper (see _admit)
+        # cached() may answer from a bearer header alone: no is_revoked hook to ask (it may do
+        # I/O) and no query token that could make the request ambiguous.
+        self._header_hits = self._is_revoked is None and not settings.allow_query_token
         # Header segments that already passed check_header(): most tokens of one issuer share
         # the same header, so it is decoded and checked once. Bounded; cleared when full.
         self._headers: dict[str, dict[str, Any]] = {}
@@ -255,9 +258,7 @@ class TokenValidator:
         "ask :meth:`authenticate`", never "refused". With an ``is_revoked`` hook it is always
         ``None``: the hook may do I/O, so it is asked in :meth:`authenticate`, on every hit.
         """
-        if self._is_revoked is not None:
-            return None
-        if authorization is not None and authorization[:7] == "Bearer " and not self.settings.allow_query_token:
+        if self._header_hits and authorization is not None and authorization[:7] == "Bearer ":
             # A string that is in the verified cache is a well-formed b64token.
             raw = authorization[7:]
             entry = self._cache.get(raw)
@@ -277,8 +278,8 @@ class TokenValidator:
         raw = extract_token(authorization, query_string, allow_query=self.settings.allow_query_token)
         if raw is None:
             return None
-        if (self._is_revoked is None and not self.settings.allow_query_token and authorization is not None
-                and authorization[:7] == "Bearer " and len(raw) == len(authorization) - 7):
+        if (self._header_hits and authorization is not None and authorization[:7] == "Bearer "
+                and len(raw) == len(authorization) - 7):
             # cached() has just looked this very string up (and dropped it if stale): one
             # lookup per request, not two.
             return self._validate_with(self._miss, raw)

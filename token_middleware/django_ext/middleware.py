@@ -110,8 +110,7 @@ class TokenMiddleware:
         runtime = self.runtimes.get()
         token = None
         try:
-            meta = request.META
-            token = runtime.validator.authenticate(meta.get("HTTP_AUTHORIZATION"), meta.get("QUERY_STRING", ""))
+            token = runtime.validator.authenticate(*_credentials(request))
             user = None if token is None else load_user(runtime.user_loader, token)
         except BearerError as err:
             refused(TokenMiddleware, runtime.validator, request, err, token=token)
