@@ -32,6 +32,7 @@ class DroppingServer:
     connections: list[list[str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopped: threading.Event = field(default_factory=threading.Event)
+    handlers: list[tuple[threading.Thread, socket.socket]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -46,9 +47,31 @@ class DroppingServer:
             except OSError:
                 return
             conn.settimeout(10)
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+            thread = threading.Thread(target=self.handle, args=(conn,), daemon=True)
+            with self.lock:
+                self.handlers.append((thread, conn))
+            thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting, end every open connection and wait for its handler."""
+        self.stopped.set()
+        with self.lock:
+            handlers = list(self.handlers)
+        for _, conn in handlers:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)  # a handler blocked in readline() sees EOF
+            except OSError:
+                pass  # already closed by its handler
+        for thread, _ in handlers:
+            thread.join(timeout=5)
 
     def handle(self, conn: socket.socket) -> None:
+        try:
+            self._serve_connection(conn)
+        except OSError:
+            pass  # the client or stop() ended the connection (a reset, a shutdown, the timeout)
+
+    def _serve_connection(self, conn: socket.socket) -> None:
         seen: list[str] = []
         with self.lock:
             self.connections.append(seen)
@@ -65,7 +88,7 @@ class DroppingServer:
                 reader.read(length)
                 seen.append(line.decode("latin-1").split(" ")[0])
                 if self.stall:
-                    time.sleep(3)
+                    self.stopped.wait(3)  # stop() ends the stall at once
                     return
                 if len(seen) > 1 and self.drop_second:
                     return  # closed with no answer
@@ -87,6 +110,7 @@ def server() -> Iterator[DroppingServer]:
     yield srv
     srv.stopped.set()
     thread.join(timeout=5)
+    srv.stop()
     srv.sock.close()
 
 
@@ -132,4 +156,5 @@ def test_more_retries_give_up_after_that_many(server: DroppingServer) -> None:
         assert session.get(server.url, timeout=5).status_code == 200
     assert server.connections == [["GET"]]
     adapter = session.get_adapter("https://example.test/")
+    assert isinstance(adapter, requests.adapters.HTTPAdapter)
     assert adapter.max_retries.read == 3 and adapter.max_retries.connect == 0
