@@ -258,32 +258,42 @@ class TokenValidator:
         "ask :meth:`authenticate`", never "refused". With an ``is_revoked`` hook it is always
         ``None``: the hook may do I/O, so it is asked in :meth:`authenticate`, on every hit.
         """
-        if self._header_hits and authorization is not None and authorization[:7] == "Bearer ":
-            # A string that is in the verified cache is a well-formed b64token.
-            raw = authorization[7:]
-            entry = self._cache.get(raw)
-            if entry is not None:
-                if self._fresh(entry, self._clock()):
-                    if self.watch is not None:
-                        self.watch.accepted_from_cache(entry.token)
-                    return entry.token
-                self._evict(raw)
-        return None
+        key = self._cache_key(authorization)
+        return None if key is None else self._hit(key)
 
     def authenticate(self, authorization: str | None, query_string: str | None = None) -> AccessToken | None:
         """The validated token of a request, or ``None`` when it carries no bearer credential."""
-        token = self.cached(authorization)
-        if token is not None:
-            return token
+        key = self._cache_key(authorization)
+        if key is not None:
+            token = self._hit(key)
+            if token is not None:
+                return token
         raw = extract_token(authorization, query_string, allow_query=self.settings.allow_query_token)
         if raw is None:
             return None
-        if (self._header_hits and authorization is not None and authorization[:7] == "Bearer "
-                and len(raw) == len(authorization) - 7):
-            # cached() has just looked this very string up (and dropped it if stale): one
-            # lookup per request, not two.
+        if raw == key:
+            # Just looked up (and dropped if stale): one cache lookup per request, not two.
             return self._validate_with(self._miss, raw)
         return self.validate(raw)
+
+    def _cache_key(self, authorization: str | None) -> str | None:
+        # The string a bearer header's verified token is cached under, when the cache may answer
+        # from the header alone (no is_revoked hook, no query token).
+        if self._header_hits and authorization is not None and authorization[:7] == "Bearer ":
+            return authorization[7:]
+        return None
+
+    def _hit(self, raw: str) -> AccessToken | None:
+        # A string that is in the verified cache is a well-formed b64token.
+        entry = self._cache.get(raw)
+        if entry is None:
+            return None
+        if self._fresh(entry, self._clock()):
+            if self.watch is not None:
+                self.watch.accepted_from_cache(entry.token)
+            return entry.token
+        self._evict(raw)
+        return None
 
     def validate(self, raw: str | bytes) -> AccessToken:
         """Validate ``raw`` and return the :class:`AccessToken`.
