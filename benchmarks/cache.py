@@ -97,7 +97,7 @@ def run(options: Options) -> list[Row]:
     opaque_auth = statistics.median(samples["opaque authenticate"])
     opaque_ratio = median_ratio(samples, "opaque hit", "hit")
     stream_ratio = median_ratio(samples, "stream, cache on", "stream, cache off")
-    per_token = {name: statistics.median(samples[name]) / (5 * CYCLE_CACHE) for name in ("stream, cache on", "stream, cache off")}
+    on, off = (statistics.median(samples[f"stream, cache {side}"]) / (5 * CYCLE_CACHE) for side in ("on", "off"))
     return [
         Row("b", "cache hit, validate(token)", us_text(hit), target=f"≤ {TARGET_US:g} µs",
             met=hit <= TARGET_US, note=f"{rounds} rounds", data={"us": hit}),
@@ -113,6 +113,6 @@ def run(options: Options) -> list[Row]:
             note="the same cache and the same path", data={"ratio": opaque_ratio}),
         Row("b", f"one-off tokens, cache full ({5 * CYCLE_CACHE} cycling, cache {CYCLE_CACHE}): on / off",
             ratio_text(stream_ratio), target="≤ 1.0×", met=stream_ratio <= 1.0,
-            note=f"per token: on {us_text(per_token['stream, cache on'])}, off {us_text(per_token['stream, cache off'])}",
+            note=f"per token: on {us_text(on)}, off {us_text(off)}",
             data={"ratio": stream_ratio}),
     ]
