@@ -274,6 +274,12 @@ ATTACKS: list[Any] = [
     pytest.param(lambda k: k.token(header=b"\xff\xfe"), MalformedToken, id="header-not-utf8"),
     pytest.param(lambda k: k.token(payload=b'"just a string"'), MalformedToken, id="payload-json-string"),
     pytest.param(lambda k: k.token(payload=b"foo"), MalformedToken, id="payload-not-json"),
+    pytest.param(lambda k: k.token(payload=json.dumps(k.claims()).encode() + b" {}"), MalformedToken,
+                 id="payload-second-json-value"),
+    pytest.param(lambda k: k.token(payload=json.dumps(k.claims()).encode() + b"x"), MalformedToken,
+                 id="payload-trailing-garbage"),
+    pytest.param(lambda k: k.token(header=json.dumps(k.header()).encode() + b","), MalformedToken,
+                 id="header-trailing-garbage"),
     # Algorithm substitution: the signature stays, the header lies.
     pytest.param(_alg_switched("RS384"), None, id="alg-switched-to-RS384"),
     pytest.param(_alg_switched("ES256"), None, id="alg-switched-to-ES256"),
@@ -556,6 +562,15 @@ def test_several_trusted_issuers(kit: Kit, make_validator: Callable[..., TokenVa
 
 def test_aud_as_a_single_string(kit: Kit, validator: TokenValidator) -> None:
     assert validator.validate(kit.token(payload=kit.claims(aud=AUDIENCE))).audience == (AUDIENCE,)
+
+
+@pytest.mark.parametrize("before, after", [(b" ", b""), (b"", b"\n"), (b"\t\r\n ", b" ")])
+def test_json_with_whitespace_around_it_is_still_json(kit: Kit, validator: TokenValidator, before: bytes,
+                                                      after: bytes) -> None:
+    # RFC 8259 §2 allows whitespace around a value: it takes the decoder's slower path, same answer.
+    header = before + json.dumps(kit.header()).encode() + after
+    payload = before + json.dumps(kit.claims(sub="bob")).encode() + after
+    assert validator.validate(kit.token(header=header, payload=payload)).subject == "bob"
 
 
 def test_huge_but_finite_numbers_are_ordinary_numbers(kit: Kit, validator: TokenValidator) -> None:
