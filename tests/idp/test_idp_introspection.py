@@ -55,11 +55,13 @@ def endpoint(clock: FakeClock) -> Iterator[LoopbackIntrospection]:
 def make(endpoint: LoopbackIntrospection, jwks: LoopbackJWKS, clock: FakeClock) -> Callable[..., TokenValidator]:
     """``make(**names, observers=…, is_revoked=…)``: a validator introspecting at ``endpoint``."""
 
-    def build(observers: Any = (), is_revoked: Any = None, **names: Any) -> TokenValidator:
+    def build(observers: Any = (), is_revoked: Any = None, cache_size: int | None = None,
+              **names: Any) -> TokenValidator:
         values = {"ISSUER": endpoint.issuer, "AUDIENCE": AUDIENCE, "JWKS_URL": jwks.jwks_url,
                   "INTROSPECTION_CACHE_SECONDS": 5, **endpoint.settings(), **names}
+        sized = {} if cache_size is None else {"cache_size": cache_size}
         return TokenValidator(Settings.from_mapping(values), clock=clock, observers=observers,
-                              is_revoked=is_revoked)
+                              is_revoked=is_revoked, **sized)
 
     return build
 
@@ -91,6 +93,20 @@ def test_a_cache_hit_makes_no_call_and_costs_no_parsing(endpoint: LoopbackIntros
     assert validator.cached(f"Bearer {token}") is first
     assert validator.authenticate(f"Bearer {token}") is first
     assert calls(endpoint) == 1
+
+
+def test_a_full_cache_still_keeps_an_answer_after_one_call(endpoint: LoopbackIntrospection,
+                                                          make: Callable[..., TokenValidator]) -> None:
+    # A full cache admits a JWT on its second verification (a miss costs a local verify), but
+    # an introspection answer on the first: a miss costs a call to the authorization server.
+    validator = make(cache_size=2)
+    kept = [endpoint.issue(scope="orders:read", jti=f"kept-{i}") for i in range(2)]
+    for token in kept:
+        validator.validate(token)
+    new = endpoint.issue(scope="orders:read", jti="new")
+    first = validator.validate(new)
+    assert validator.validate(new) is first
+    assert calls(endpoint) == 3
 
 
 def test_a_revoked_token_is_refused_once_the_cache_time_has_passed(

@@ -584,17 +584,18 @@ class TokenValidator:
             return  # never cache a token that does not expire
         self._admit(raw, _Entry(token, key, float(exp) + self.settings.leeway))
 
-    def _admit(self, raw: str, entry: _Entry) -> None:
+    def _admit(self, raw: str, entry: _Entry, *, doorkeeper: bool = True) -> None:
         # While the cache has room, every verified token goes in. Once it is full, a token goes
         # in only the second time it is verified (a "doorkeeper", as in TinyLFU): a stream of
         # one-off tokens then costs no insert and no eviction, and cannot push out the tokens
         # that come back. The doorkeeper holds only hash(raw) (ints, cleared when it reaches
         # cache_size): a collision can only admit a token early, it never accepts one.
         # Measured (`python -m benchmarks --only cache`, row "one-off tokens, cache full"):
-        # see docs/benchmarks.md.
+        # see docs/benchmarks.md. An introspection answer skips it (doorkeeper=False): its miss
+        # is a call to the authorization server, not a local verify, so it is kept at once.
         with self._cache_lock:
             cache = self._cache
-            if len(cache) >= self.cache_size and raw not in cache:
+            if doorkeeper and len(cache) >= self.cache_size and raw not in cache:
                 seen = self._seen
                 digest = hash(raw)
                 if digest not in seen:
@@ -631,7 +632,7 @@ class TokenValidator:
         assert self.introspector is not None
         token, until = self.introspector.validate(raw, now)
         if self.cache_size and until > now:
-            self._admit(raw, _Entry(token, None, until))
+            self._admit(raw, _Entry(token, None, until), doorkeeper=False)
         if self._is_revoked is not None:
             self._hooks.check_revoked(token)
         return token
